@@ -1,0 +1,61 @@
+#include "common.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace gemmarun::cli {
+
+int Fail(const Status& status) { return Fail(status.message()); }
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return 1;
+}
+
+bool StderrIsTerminal() { return isatty(STDERR_FILENO) == 1; }
+
+ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), active_(StderrIsTerminal()) {}
+
+ProgressBar::~ProgressBar() { Finish(); }
+
+void ProgressBar::Update(size_t done, size_t total) {
+  if (!active_ || total == 0) return;
+  const int percent = static_cast<int>(done * 100 / total);
+  if (percent == last_percent_) return;
+  last_percent_ = percent;
+  constexpr int kWidth = 30;
+  const int filled = percent * kWidth / 100;
+  std::fprintf(stderr, "\r%s [%.*s%*s] %3d%%", label_.c_str(), filled, "==============================",
+               kWidth - filled, "", percent);
+  std::fflush(stderr);
+}
+
+void ProgressBar::Finish() {
+  if (active_ && last_percent_ >= 0) {
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+  }
+  active_ = false;
+}
+
+Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context) {
+  ProgressBar bar("loading " + path);
+  EngineOptions options;
+  options.num_threads = threads;
+  options.context_length = context;
+  options.progress = [&](const char*, size_t done, size_t total) { bar.Update(done, total); };
+  auto engine = Engine::Load(path, options);
+  bar.Finish();
+  return engine;
+}
+
+void ModelFlags::Add(CLI::App* app, bool model_required) {
+  auto* option = app->add_option("-m,--model", model, "HF checkpoint folder or .gguf file");
+  if (model_required) option->required();
+  app->add_option("-t,--threads", threads, "threads (default: physical cores)")->check(CLI::NonNegativeNumber);
+  app->add_option("-c,--ctx-size", context, "context length in tokens (default: min(model, 8192))")
+      ->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace gemmarun::cli

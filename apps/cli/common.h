@@ -1,0 +1,44 @@
+// Helpers every subcommand shares: error printing, progress bars, model loading.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "gemmarun/engine.h"
+
+namespace gemmarun::cli {
+
+// Prints "error: <message>" on one line to stderr and returns exit code 1.
+int Fail(const Status& status);
+int Fail(const std::string& message);
+
+bool StderrIsTerminal();
+
+// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label);
+  ~ProgressBar();
+  void Update(size_t done, size_t total);
+  void Finish();
+
+ private:
+  std::string label_;
+  bool active_;
+  int last_percent_ = -1;
+};
+
+// Loads a model with a progress bar; -t/--threads and -c/--ctx-size apply.
+Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context);
+
+// Adds -m/--model, -t/--threads, -c/--ctx-size.
+struct ModelFlags {
+  std::string model;
+  int threads = 0;
+  int64_t context = 0;
+  void Add(CLI::App* app, bool model_required = true);
+};
+
+}  // namespace gemmarun::cli

@@ -1,0 +1,166 @@
+// `gemmarun generate`: stream a continuation of a prompt (text, token ids, or an
+// image + text for PaliGemma).
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "common.h"
+
+namespace gemmarun::cli {
+namespace {
+
+struct GenerateFlags {
+  ModelFlags model;
+  std::string prompt;
+  std::string ids;
+  std::string image;
+  int max_tokens = 128;
+  bool json = false;
+  bool no_bos = false;
+  SamplingOptions sampling;
+};
+
+Result<std::vector<int32_t>> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long value = -1;
+    bool ok = !item.empty();
+    if (ok) {
+      try {
+        value = std::stol(item, &used);
+      } catch (...) {
+        ok = false;
+      }
+    }
+    if (!ok || used != item.size() || value < 0 || value > INT32_MAX) {
+      return InvalidArgument("--ids: '" + item + "' is not a token id (expected e.g. 2,651,6037)");
+    }
+    ids.push_back(static_cast<int32_t>(value));
+  }
+  if (ids.empty()) return InvalidArgument("--ids: no token ids given");
+  return ids;
+}
+
+int Run(const GenerateFlags& flags) {
+  if (flags.prompt.empty() == flags.ids.empty()) return Fail("give exactly one of -p/--prompt and --ids");
+  if (flags.max_tokens < 0) return Fail("-n must be >= 0");
+  auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.model.context);
+  if (!engine.ok()) return Fail(engine.status());
+  Engine& e = **engine;
+
+  std::vector<int32_t> prompt;
+  Image image;
+  PrefillOptions prefill;
+  if (!flags.image.empty()) {
+    if (flags.prompt.empty()) return Fail("--image needs a text prompt (-p)");
+    auto loaded = e.LoadImage(flags.image);
+    if (!loaded.ok()) return Fail(loaded.status());
+    image = std::move(loaded).value();
+    auto ids = e.ImagePrompt(flags.prompt);
+    if (!ids.ok()) return Fail(ids.status());
+    prompt = std::move(ids).value();
+    prefill.image = &image;
+  } else if (!flags.ids.empty()) {
+    auto ids = ParseIds(flags.ids);
+    if (!ids.ok()) return Fail(ids.status());
+    prompt = std::move(ids).value();
+  } else {
+    auto ids = e.Tokenize(flags.prompt, !flags.no_bos);
+    if (!ids.ok()) return Fail(ids.status());
+    prompt = std::move(ids).value();
+  }
+
+  auto session = e.NewSession();
+  if (!session.ok()) return Fail(session.status());
+  if (static_cast<int64_t>(prompt.size()) > (*session)->context_length()) {
+    return Fail("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
+                std::to_string((*session)->context_length()) + " (raise -c/--ctx-size)");
+  }
+  double image_prefill_seconds = 0.0;
+  if (prefill.image != nullptr) {
+    // The image + prompt prefix is one bidirectional pass, then generation continues from it.
+    const auto start = std::chrono::steady_clock::now();
+    auto logits = (*session)->Prefill(prompt, prefill);
+    if (!logits.ok()) return Fail(logits.status());
+    image_prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  GenerateOptions options;
+  options.max_new_tokens = flags.max_tokens;
+  options.sampling = flags.sampling;
+  const bool has_tokenizer = e.has_tokenizer();
+  options.on_token = [&](int32_t id, const std::string& text) {
+    if (flags.json) return true;
+    if (has_tokenizer) std::fwrite(text.data(), 1, text.size(), stdout);
+    else if (id >= 0) std::printf("%d ", id);
+    std::fflush(stdout);
+    return true;
+  };
+  auto result = (*session)->Generate(prefill.image != nullptr ? std::span<const int32_t>() : prompt, options);
+  if (!result.ok()) return Fail(result.status());
+  const int64_t prompt_tokens = prefill.image != nullptr ? static_cast<int64_t>(prompt.size()) : result->prompt_tokens;
+  const double prefill_seconds = result->prefill_seconds + image_prefill_seconds;
+  if (flags.json) {
+    nlohmann::json out;
+    out["text"] = result->text;
+    out["tokens"] = result->tokens;
+    out["prompt_tokens"] = prompt_tokens;
+    out["generated_tokens"] = result->tokens.size();
+    out["prefill_seconds"] = prefill_seconds;
+    out["decode_seconds"] = result->decode_seconds;
+    out["prefill_tokens_per_second"] = prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0;
+    out["decode_tokens_per_second"] =
+        result->decode_seconds > 0 ? result->tokens.size() / result->decode_seconds : 0.0;
+    out["stop_reason"] = StopReasonName(result->stop_reason);
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("\n");
+    std::fprintf(stderr, "[%lld prompt tokens, %.1f tokens/s prefill; %zu generated, %.1f tokens/s; stop: %s]\n",
+                 static_cast<long long>(prompt_tokens), prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0,
+                 result->tokens.size(),
+                 result->decode_seconds > 0 ? result->tokens.size() / result->decode_seconds : 0.0,
+                 StopReasonName(result->stop_reason));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddGenerateCommand(CLI::App& root, int* exit_code) {
+  auto flags = std::make_shared<GenerateFlags>();
+  CLI::App* app = root.add_subcommand("generate", "Generate text that continues a prompt");
+  flags->model.Add(app);
+  app->add_option("-p,--prompt", flags->prompt, "prompt text (BOS is added)");
+  app->add_option("--ids", flags->ids, "prompt as token ids, e.g. 2,651,6037 (no tokenizer needed)");
+  app->add_option("--image", flags->image, "PNG or JPEG image (PaliGemma)");
+  app->add_option("-n,--n-predict", flags->max_tokens, "tokens to generate")->capture_default_str();
+  app->add_option("--temp", flags->sampling.temperature, "temperature; 0 = greedy")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app->add_option("--top-k", flags->sampling.top_k, "keep the k most likely tokens (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--top-p", flags->sampling.top_p, "nucleus sampling mass in (0, 1]")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app->add_option("--min-p", flags->sampling.min_p, "drop tokens below min-p x p(top) in [0, 1]")
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--repeat-penalty", flags->sampling.repeat_penalty, "penalty for recent tokens (1 = off)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--repeat-last-n", flags->sampling.repeat_last_n, "tokens the penalty looks back over")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--seed", flags->sampling.seed, "random seed (same seed, same text)");
+  app->add_flag("--no-bos", flags->no_bos, "do not add BOS before the prompt");
+  app->add_flag("--json", flags->json, "print one JSON object: text, tokens, timings, stop reason");
+  app->footer(
+      "Examples:\n"
+      "  gemmarun generate -m ./gemma-2b -p \"The capital of France is\" -n 32\n"
+      "  gemmarun generate -m model.gguf -p \"Once upon a time\" --temp 0.8 --top-p 0.95 --seed 1\n"
+      "  gemmarun generate -m tests/data/gemma1_mqa --ids 2,369,137 -n 8\n"
+      "  gemmarun generate -m ./paligemma-3b-pt-224 --image cat.jpg -p \"caption en\"");
+  app->callback([flags, exit_code] { *exit_code = Run(*flags); });
+}
+
+}  // namespace gemmarun::cli

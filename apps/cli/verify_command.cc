@@ -1,0 +1,54 @@
+// `gemmarun verify DIR`: golden check against a reference fixture folder.
+#include <cstdio>
+
+#include "commands.h"
+#include "common.h"
+#include "gemmarun/verify.h"
+
+namespace gemmarun::cli {
+namespace {
+
+struct VerifyFlags {
+  std::string dir;
+  bool json = false;
+  double tolerance = 1e-3;
+  int threads = 0;
+};
+
+int Run(const VerifyFlags& flags) {
+  VerifyOptions options;
+  options.tolerance = flags.tolerance;
+  options.num_threads = flags.threads;
+  auto report = VerifyFixture(flags.dir, options);
+  if (!report.ok()) return Fail(report.status());
+  if (flags.json) {
+    std::printf("%s\n", VerifyReportToJson(*report).c_str());
+  } else {
+    std::printf("%s (%s)\n", report->fixture.c_str(), report->family.c_str());
+    for (const PromptCheck& c : report->prompts) {
+      std::printf("  prompt %d (%d tokens): prefill max|diff| %.3g, ", c.index, c.length, c.prefill_max_diff);
+      if (c.stepwise_max_diff >= 0) std::printf("token-by-token max|diff| %.3g, ", c.stepwise_max_diff);
+      else std::printf("token-by-token n/a (prefix-LM), ");
+      std::printf("greedy %s  [allowed %.3g] %s\n", c.greedy_match ? "matches" : "DIFFERS", c.allowed,
+                  c.passed ? "ok" : "FAIL");
+    }
+    std::printf("%s\n", report->passed ? "PASS" : "FAIL");
+  }
+  return report->passed ? 0 : 1;
+}
+
+}  // namespace
+
+void AddVerifyCommand(CLI::App& root, int* exit_code) {
+  auto flags = std::make_shared<VerifyFlags>();
+  CLI::App* app = root.add_subcommand("verify", "Check the engine against a reference fixture folder");
+  app->add_option("dir", flags->dir, "fixture folder: config.json, model.safetensors, reference.*")->required();
+  app->add_option("--tol", flags->tolerance, "allowed max|diff| as a fraction of max(1, max|logit|)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app->add_option("-t,--threads", flags->threads, "threads (default: physical cores)");
+  app->add_flag("--json", flags->json, "print a JSON report");
+  app->footer("Example:\n  gemmarun verify tests/data/gemma2 --json");
+  app->callback([flags, exit_code] { *exit_code = Run(*flags); });
+}
+
+}  // namespace gemmarun::cli

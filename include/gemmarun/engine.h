@@ -1,0 +1,124 @@
+// gemmarun's public API: load a Gemma-family model (HF checkpoint folder or GGUF
+// file), tokenize, and run sequences. The CLI and the server use nothing else.
+//
+//   auto engine = gemmarun::Engine::Load("./gemma-2b");
+//   auto session = (*engine)->NewSession();
+//   auto ids = (*engine)->Tokenize("The capital of France is", /*add_bos=*/true);
+//   gemmarun::GenerateOptions options;
+//   options.on_token = [](int32_t, const std::string& text) { std::cout << text; return true; };
+//   auto result = (*session)->Generate(*ids, options);
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gemmarun/sampling.h"
+#include "gemmarun/status.h"
+
+namespace gemmarun {
+
+struct EngineOptions {
+  int num_threads = 0;          // 0: one per physical core
+  int64_t context_length = 0;   // default context of new sessions; 0: min(model maximum, 8192)
+  // Long work (loading) reports progress: stage name, units done, units total.
+  std::function<void(const char* stage, size_t done, size_t total)> progress;
+};
+
+struct ModelInfo {
+  std::string family;      // gemma, gemma2, gemma3, recurrent_gemma, paligemma
+  std::string model_type;  // as the checkpoint names it
+  std::string source;      // path it was loaded from
+  int vocab_size = 0;
+  int model_dim = 0;
+  int num_layers = 0;
+  int64_t max_seq_len = 0;
+  size_t weight_bytes = 0;
+  std::string backend;     // "cpu (AVX3, 2 threads)"
+  bool takes_image = false;
+  int image_size = 0;       // PaliGemma input resolution
+  int num_image_tokens = 0;
+};
+
+// An image ready for the vision tower: [channels, height, width], normalised.
+struct Image {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<float> pixels;
+};
+
+struct Logits {
+  int64_t rows = 0;
+  int64_t vocab_size = 0;
+  std::vector<float> values;  // [rows, vocab_size]
+  std::span<const float> row(int64_t r) const {
+    return {values.data() + r * vocab_size, static_cast<size_t>(vocab_size)};
+  }
+};
+
+enum class StopReason { kMaxTokens, kEndOfSequence, kStopToken, kCallback, kContextFull };
+const char* StopReasonName(StopReason reason);
+
+struct GenerateOptions {
+  int max_new_tokens = 128;
+  SamplingOptions sampling;
+  bool stop_at_eos = true;         // stop at the model's EOS / end-of-turn tokens
+  std::vector<int32_t> stop_ids;   // more tokens that end generation (not emitted)
+  // Called for each generated token with the text it completes (empty while a
+  // multi-byte character is still incomplete). Return false to stop.
+  std::function<bool(int32_t id, const std::string& text)> on_token;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids, stop token excluded
+  std::string text;             // their text, when the model has a tokenizer
+  StopReason stop_reason = StopReason::kMaxTokens;
+  int64_t prompt_tokens = 0;    // tokens prefilled by this call
+  double prefill_seconds = 0.0;
+  double decode_seconds = 0.0;
+};
+
+struct PrefillOptions {
+  bool all_logits = false;       // logits for every fed token, not only the last
+  const Image* image = nullptr;  // PaliGemma: the tokens are the image + prompt prefix
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual int64_t length() const = 0;
+  virtual int64_t context_length() const = 0;
+  virtual const std::vector<int32_t>& tokens() const = 0;  // every token fed so far
+  // Appends tokens to the sequence (one batched forward pass).
+  virtual Result<Logits> Prefill(std::span<const int32_t> tokens, const PrefillOptions& options = {}) = 0;
+  // Appends `prompt` (may be empty when already prefilled), then generates.
+  virtual Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options) = 0;
+  virtual void Reset() = 0;
+  virtual size_t state_bytes() const = 0;  // KV cache / recurrent state held
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Load(const std::string& model_path, const EngineOptions& options = {});
+  virtual ~Engine() = default;
+
+  virtual const ModelInfo& info() const = 0;
+  virtual bool has_tokenizer() const = 0;
+  virtual Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_bos) const = 0;
+  virtual Result<std::string> Detokenize(std::span<const int32_t> ids) const = 0;
+  // The id of a special token such as "<end_of_turn>" or "<|fim_prefix|>", or an error.
+  virtual Result<int32_t> SpecialTokenId(std::string_view piece) const = 0;
+  virtual Result<std::unique_ptr<Session>> NewSession(int64_t context_length = 0) = 0;
+
+  // PaliGemma: reads a PNG/JPEG and prepares it as the model's vision tower expects.
+  virtual Result<Image> LoadImage(const std::string& path) const = 0;
+  // PaliGemma: [image]*N + <bos> + prompt + "\n".
+  virtual Result<std::vector<int32_t>> ImagePrompt(std::string_view prompt) const = 0;
+};
+
+}  // namespace gemmarun

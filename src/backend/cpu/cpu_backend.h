@@ -1,0 +1,14 @@
+// The CPU implementation of Backend: Highway kernels (kernels.cc) spread over a
+// persistent thread pool.
+#pragma once
+
+#include <memory>
+
+#include "ops/backend.h"
+
+namespace gemmarun {
+
+// num_threads <= 0 picks the number of physical cores.
+std::unique_ptr<Backend> CreateCpuBackend(int num_threads);
+
+}  // namespace gemmarun

@@ -1,0 +1,27 @@
+// Row-level SIMD kernels of the CPU backend, compiled for every Highway target
+// and chosen at run time (one binary serves SSE4, AVX2 and AVX-512 machines).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace gemmarun::cpu {
+
+float DotF32(const float* a, const float* b, size_t n);
+// w holds bfloat16 / IEEE half bits; x is f32.
+float DotBF16(const uint16_t* w, const float* x, size_t n);
+float DotF16(const uint16_t* w, const float* x, size_t n);
+// y += alpha * x
+void Axpy(float alpha, const float* x, float* y, size_t n);
+// sum of x² (f32 lanes, used for RMSNorm)
+float SumSquares(const float* x, size_t n);
+// out = x * scale * w
+void ScaleMul(const float* x, float scale, const float* w, float* out, size_t n);
+// out = gelu_tanh(gate) * up
+void GeluMulRow(const float* gate, const float* up, float* out, size_t n);
+void AddRow(const float* a, const float* b, float* out, size_t n);
+
+// Name of the Highway target chosen on this CPU (e.g. "AVX3", "AVX2").
+const char* SelectedTarget();
+
+}  // namespace gemmarun::cpu

@@ -1,0 +1,32 @@
+// Fills ModelWeights from a weight file: walks ForEachWeight, finds each tensor,
+// checks its shape, and copies it into anonymous memory in the compute layout
+// (matrices keep their stored dtype, norms become f32 with (1+w) folded).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "io/tensor_source.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace gemmarun {
+
+struct WeightLoadOptions {
+  // GGUF files from llama.cpp's converter already store Gemma norms as 1 + w.
+  bool norms_include_one = false;
+  // Called with (bytes done, bytes total) while copying.
+  std::function<void(size_t, size_t)> progress;
+};
+
+// Finds a tensor by its HF name (a GGUF source maps it to its own name).
+using TensorLookup = std::function<const TensorSource*(const std::string& hf_name)>;
+
+Status LoadWeights(const ModelConfig& config, const TensorLookup& lookup,
+                   const WeightLoadOptions& options, ModelWeights* weights);
+
+// HF names under which a tensor may be stored: transformers versions and
+// multimodal wrappers move the same tensor under different prefixes.
+std::vector<std::string> CandidateNames(const std::string& name);
+
+}  // namespace gemmarun

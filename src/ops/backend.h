@@ -1,0 +1,67 @@
+// The op interface every backend implements. Model code calls these through
+// ops.h and never knows which device runs them; a new backend (CUDA) is a new
+// subclass, not a change to model code. Virtual calls happen once per op call,
+// never per row or element. Activations are f32 [rows, cols] row-major; weights
+// may be any stored DType (dequantization is the backend's business).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "tensor/tensor.h"
+
+namespace gemmarun {
+
+class ThreadPool;
+
+struct AttentionArgs {
+  TensorView q;        // [num_tokens, num_heads, head_dim] f32, RoPE applied
+  TensorView k_cache;  // [capacity, num_kv_heads, head_dim] f32
+  TensorView v_cache;  // [capacity, num_kv_heads, head_dim] f32
+  TensorView out;      // [num_tokens, num_heads, head_dim] f32
+  int64_t first_index = 0;  // sequence index of q's row 0; rows are consecutive
+  int64_t capacity = 0;     // cache slots; sequence index i lives in slot i % capacity
+  int64_t window = 0;       // keys visible to a query, itself included; 0 = all earlier keys
+  int64_t prefix_end = 0;   // indices < prefix_end see each other both ways (prefix-LM)
+  float scale = 1.0f;       // multiplies q·k
+  float softcap = 0.0f;     // scores = softcap * tanh(scores / softcap) when > 0
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int num_threads() const = 0;
+
+  // out[t, n] = sum_k x[t, k] * w[n, k] + bias[n]. x, out f32; w any weight dtype [N, K]; bias f32 [N] or empty.
+  virtual void MatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
+                      const TensorView& out) = 0;
+  // out[t] = table[ids[t]] * scale, dequantized to f32. ids were range-checked by the caller.
+  virtual void Embed(const TensorView& table, std::span<const int32_t> ids, float scale,
+                     const TensorView& out) = 0;
+  // Each row of x [rows, dim]: x * rsqrt(mean(x²) + eps) * weight. Gemma's (1+w) is folded at load.
+  virtual void RmsNorm(const TensorView& x, const TensorView& weight, float eps,
+                       const TensorView& out) = 0;
+  // Each row: (x - mean) / sqrt(var + eps) * weight + bias (SigLIP).
+  virtual void LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias,
+                         float eps, const TensorView& out) = 0;
+  // In place on x [num_tokens, heads, head_dim]; rotate_half (NeoX) pairing over the first
+  // rotary_dim dims; row t's angle is positions[t] * theta^(-2i/rotary_dim) / position_scale.
+  virtual void Rope(const TensorView& x, std::span<const float> positions, int rotary_dim,
+                    float theta, float position_scale) = 0;
+  virtual void Attention(const AttentionArgs& args) = 0;
+  // out = gelu_tanh(gate) * up, elementwise (out may alias gate).
+  virtual void GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) = 0;
+  // In place gelu_tanh.
+  virtual void Gelu(const TensorView& x) = 0;
+  // out = a + b (out may alias either).
+  virtual void Add(const TensorView& a, const TensorView& b, const TensorView& out) = 0;
+  // out = a * b elementwise.
+  virtual void Mul(const TensorView& a, const TensorView& b, const TensorView& out) = 0;
+  // In place x = cap * tanh(x / cap).
+  virtual void SoftCap(const TensorView& x, float cap) = 0;
+  // Copies rows of f32 src into f32 dst (both [rows, cols]): used for cache writes.
+  virtual void CopyRows(const TensorView& src, const TensorView& dst) = 0;
+};
+
+}  // namespace gemmarun

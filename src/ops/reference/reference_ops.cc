@@ -1,0 +1,126 @@
+#include "ops/reference/reference_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "tensor/quant.h"
+
+namespace gemmarun::reference {
+
+std::vector<float> MatMul(const TensorView& x, const TensorView& w, const TensorView& bias) {
+  const int64_t t_count = x.shape.rows(), k = x.shape.cols(), n = w.shape.rows();
+  std::vector<float> out(t_count * n);
+  std::vector<float> row(k);
+  for (int64_t r = 0; r < n; ++r) {
+    DequantizeRow(w.dtype, w.row(r), row.data(), k);
+    for (int64_t t = 0; t < t_count; ++t) {
+      double sum = bias.empty() ? 0.0 : bias.f32()[r];
+      for (int64_t i = 0; i < k; ++i) sum += static_cast<double>(x.f32()[t * k + i]) * row[i];
+      out[t * n + r] = static_cast<float>(sum);
+    }
+  }
+  return out;
+}
+
+std::vector<float> RmsNorm(const TensorView& x, const TensorView& weight, float eps) {
+  const int64_t rows = x.shape.rows(), dim = x.shape.cols();
+  std::vector<float> out(rows * dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x.f32()[r * dim + i]) * x.f32()[r * dim + i];
+    const double inv = 1.0 / std::sqrt(ss / dim + eps);
+    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = static_cast<float>(x.f32()[r * dim + i] * inv * weight.f32()[i]);
+  }
+  return out;
+}
+
+std::vector<float> LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias, float eps) {
+  const int64_t rows = x.shape.rows(), dim = x.shape.cols();
+  std::vector<float> out(rows * dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = x.f32() + r * dim;
+    double mean = 0.0, var = 0.0;
+    for (int64_t i = 0; i < dim; ++i) mean += in[i];
+    mean /= dim;
+    for (int64_t i = 0; i < dim; ++i) var += (in[i] - mean) * (in[i] - mean);
+    var /= dim;
+    for (int64_t i = 0; i < dim; ++i) {
+      out[r * dim + i] = static_cast<float>((in[i] - mean) / std::sqrt(var + eps) * weight.f32()[i] + bias.f32()[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<float> Rope(const TensorView& x, std::span<const float> positions, int rotary_dim,
+                        float theta, float position_scale) {
+  const int64_t tokens = x.shape[0], heads = x.shape[1], head_dim = x.shape[2];
+  std::vector<float> out(x.f32(), x.f32() + x.shape.elements());
+  const int half = rotary_dim / 2;
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = out.data() + (t * heads + h) * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const double angle = positions[t] / std::pow(static_cast<double>(theta), 2.0 * i / rotary_dim) / position_scale;
+        const double a = v[i], b = v[i + half];
+        v[i] = static_cast<float>(a * std::cos(angle) - b * std::sin(angle));
+        v[i + half] = static_cast<float>(b * std::cos(angle) + a * std::sin(angle));
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> Attention(const AttentionArgs& args) {
+  const int64_t tokens = args.q.shape[0], heads = args.q.shape[1], head_dim = args.q.shape[2];
+  const int64_t kv_heads = args.k_cache.shape[1];
+  std::vector<float> out(tokens * heads * head_dim, 0.0f);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t index = args.first_index + t;
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t kv = h / (heads / kv_heads);
+      std::vector<double> scores;
+      std::vector<int64_t> keys;
+      for (int64_t j = 0; j < std::max(index + 1, args.prefix_end); ++j) {
+        const bool visible = j <= index || (index < args.prefix_end && j < args.prefix_end);
+        const bool in_window = args.window == 0 || j > index - args.window;
+        if (!visible || !in_window) continue;
+        double s = 0.0;
+        const float* k = args.k_cache.f32() + ((j % args.capacity) * kv_heads + kv) * head_dim;
+        const float* q = args.q.f32() + (t * heads + h) * head_dim;
+        for (int64_t i = 0; i < head_dim; ++i) s += static_cast<double>(q[i]) * k[i];
+        s *= args.scale;
+        if (args.softcap > 0) s = args.softcap * std::tanh(s / args.softcap);
+        scores.push_back(s);
+        keys.push_back(j);
+      }
+      const double max_score = *std::max_element(scores.begin(), scores.end());
+      double total = 0.0;
+      for (double& s : scores) total += (s = std::exp(s - max_score));
+      for (size_t n = 0; n < keys.size(); ++n) {
+        const float* v = args.v_cache.f32() + ((keys[n] % args.capacity) * kv_heads + kv) * head_dim;
+        for (int64_t i = 0; i < head_dim; ++i) {
+          out[(t * heads + h) * head_dim + i] += static_cast<float>(scores[n] / total * v[i]);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> GeluMul(std::span<const float> gate, std::span<const float> up) {
+  std::vector<float> out(gate.size());
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const double x = gate[i];
+    out[i] = static_cast<float>(0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))) * up[i]);
+  }
+  return out;
+}
+
+std::vector<float> SoftCap(std::span<const float> x, float cap) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = static_cast<float>(cap * std::tanh(static_cast<double>(x[i]) / cap));
+  return out;
+}
+
+}  // namespace gemmarun::reference

@@ -1,0 +1,23 @@
+// Straightforward scalar versions of every op, accumulating in double. Tests
+// compare each backend kernel against these; nothing in the engine calls them.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ops/backend.h"
+
+namespace gemmarun::reference {
+
+// w is dequantized row by row, so this checks every weight dtype.
+std::vector<float> MatMul(const TensorView& x, const TensorView& w, const TensorView& bias);
+std::vector<float> RmsNorm(const TensorView& x, const TensorView& weight, float eps);
+std::vector<float> LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias, float eps);
+std::vector<float> Rope(const TensorView& x, std::span<const float> positions, int rotary_dim,
+                        float theta, float position_scale);
+std::vector<float> Attention(const AttentionArgs& args);
+std::vector<float> GeluMul(std::span<const float> gate, std::span<const float> up);
+std::vector<float> SoftCap(std::span<const float> x, float cap);
+
+}  // namespace gemmarun::reference

@@ -1,0 +1,256 @@
+// Engine and Session: the public API over a loaded Model, its tokenizer and a
+// backend. The generation loop lives here: prefill the prompt in one batched
+// pass, then sample and feed one token at a time through the same state.
+#include "gemmarun/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
+#include "runtime/model_source.h"
+#include "runtime/sampler.h"
+
+namespace gemmarun {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+class EngineImpl;
+
+class SessionImpl final : public Session {
+ public:
+  SessionImpl(EngineImpl* engine, std::unique_ptr<SequenceState> state) : engine_(engine), state_(std::move(state)) {}
+
+  int64_t length() const override { return static_cast<int64_t>(tokens_.size()); }
+  int64_t context_length() const override { return state_->max_tokens(); }
+  const std::vector<int32_t>& tokens() const override { return tokens_; }
+  size_t state_bytes() const override { return state_->bytes(); }
+  void Reset() override {
+    state_->Reset();
+    tokens_.clear();
+    pending_.clear();
+    last_logits_.clear();
+  }
+
+  Result<Logits> Prefill(std::span<const int32_t> tokens, const PrefillOptions& options) override;
+  Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options) override;
+
+ private:
+  // Runs the model over `tokens` (after any pending token) and keeps the last logits row.
+  Result<TensorView> Feed(std::span<const int32_t> tokens, const PrefillOptions& options);
+
+  EngineImpl* engine_;
+  std::unique_ptr<SequenceState> state_;
+  std::vector<int32_t> tokens_;    // every token of the sequence, pending ones included
+  std::vector<int32_t> pending_;   // sampled and emitted but not yet fed to the model
+  std::vector<float> last_logits_;  // logits after the last fed token
+};
+
+class EngineImpl final : public Engine {
+ public:
+  Status Init(const std::string& path, const EngineOptions& options) {
+    backend_ = CreateCpuBackend(options.num_threads);
+    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress));
+    const ModelConfig& config = loaded_.model->config();
+    default_context_ = options.context_length > 0 ? options.context_length
+                                                   : std::min<int64_t>(config.max_seq_len, 8192);
+    info_.family = FamilyName(config.family);
+    info_.model_type = config.model_type;
+    info_.source = path;
+    info_.vocab_size = config.vocab_size;
+    info_.model_dim = config.model_dim;
+    info_.num_layers = config.num_layers();
+    info_.max_seq_len = config.max_seq_len;
+    info_.weight_bytes = loaded_.weight_bytes;
+    info_.backend = std::string(backend_->name()) + " (" + cpu::SelectedTarget() + ", " +
+                    std::to_string(backend_->num_threads()) + " threads)";
+    info_.takes_image = config.family == ModelFamily::kPaliGemma;
+    info_.image_size = config.vision.image_size;
+    info_.num_image_tokens = config.num_image_tokens;
+    stop_ids_.assign(config.eos_ids.begin(), config.eos_ids.end());
+    if (loaded_.tokenizer) {
+      stop_ids_.push_back(loaded_.tokenizer->eos_id());
+      if (auto end_of_turn = loaded_.tokenizer->TokenId("<end_of_turn>")) stop_ids_.push_back(*end_of_turn);
+    }
+    return Status::Ok();
+  }
+
+  const ModelInfo& info() const override { return info_; }
+  bool has_tokenizer() const override { return loaded_.tokenizer != nullptr; }
+
+  Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_bos) const override {
+    if (!loaded_.tokenizer) return NotFound(info_.source + ": the model has no tokenizer.json or tokenizer.model");
+    return loaded_.tokenizer->Encode(text, add_bos);
+  }
+  Result<std::string> Detokenize(std::span<const int32_t> ids) const override {
+    if (!loaded_.tokenizer) return NotFound(info_.source + ": the model has no tokenizer.json or tokenizer.model");
+    return loaded_.tokenizer->Decode(ids);
+  }
+  Result<int32_t> SpecialTokenId(std::string_view piece) const override {
+    if (!loaded_.tokenizer) return NotFound(info_.source + ": the model has no tokenizer");
+    if (auto id = loaded_.tokenizer->TokenId(piece)) return *id;
+    return NotFound("the tokenizer has no token '" + std::string(piece) + "'");
+  }
+
+  Result<std::unique_ptr<Session>> NewSession(int64_t context_length) override {
+    GR_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
+                        loaded_.model->NewState(context_length > 0 ? context_length : default_context_));
+    return std::unique_ptr<Session>(std::make_unique<SessionImpl>(this, std::move(state)));
+  }
+
+  Result<Image> LoadImage(const std::string& path) const override;
+  Result<std::vector<int32_t>> ImagePrompt(std::string_view prompt) const override;
+
+  Model& model() { return *loaded_.model; }
+  const Tokenizer* tokenizer() const { return loaded_.tokenizer.get(); }
+  bool IsStop(int32_t id) const { return std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end(); }
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  LoadedModel loaded_;
+  ModelInfo info_;
+  int64_t default_context_ = 0;
+  std::vector<int32_t> stop_ids_;
+};
+
+Result<TensorView> SessionImpl::Feed(std::span<const int32_t> tokens, const PrefillOptions& options) {
+  std::vector<int32_t> joined;
+  if (!pending_.empty()) {
+    joined = pending_;
+    joined.insert(joined.end(), tokens.begin(), tokens.end());
+    tokens = joined;
+  }
+  ForwardInput input;
+  input.tokens = tokens;
+  input.all_logits = options.all_logits;
+  Tensor features;
+  TensorView features_view;
+  if (options.image != nullptr) {
+    const Image& image = *options.image;
+    const TensorView pixels{const_cast<float*>(image.pixels.data()), DType::kF32,
+                            Shape{image.channels, image.height, image.width}};
+    GR_ASSIGN_OR_RETURN(features, engine_->model().EncodeImage(pixels));
+    features_view = features.view();
+    input.image_features = &features_view;
+    input.bidirectional = true;
+  }
+  GR_ASSIGN_OR_RETURN(TensorView logits, engine_->model().Forward(input, *state_));
+  if (pending_.empty()) tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  else tokens_.insert(tokens_.end(), tokens.begin() + pending_.size(), tokens.end());
+  pending_.clear();
+  const float* last = reinterpret_cast<const float*>(logits.row(logits.shape.rows() - 1));
+  last_logits_.assign(last, last + logits.shape.cols());
+  return logits;
+}
+
+Result<Logits> SessionImpl::Prefill(std::span<const int32_t> tokens, const PrefillOptions& options) {
+  const size_t skipped = pending_.size();
+  GR_ASSIGN_OR_RETURN(TensorView logits, Feed(tokens, options));
+  Logits result;
+  result.vocab_size = logits.shape.cols();
+  // With a pending token in front, its row is not part of what the caller asked for.
+  const int64_t first = options.all_logits ? static_cast<int64_t>(skipped) : 0;
+  result.rows = logits.shape.rows() - first;
+  const float* begin = reinterpret_cast<const float*>(logits.row(first));
+  result.values.assign(begin, begin + result.rows * result.vocab_size);
+  return result;
+}
+
+Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, const GenerateOptions& options) {
+  GR_RETURN_IF_ERROR(ValidateSampling(options.sampling));
+  if (options.max_new_tokens < 0) return InvalidArgument("max_new_tokens must be >= 0");
+  GenerateResult result;
+  const auto prefill_start = Clock::now();
+  if (!prompt.empty()) {
+    GR_RETURN_IF_ERROR(Feed(prompt, PrefillOptions{}).status());
+    result.prompt_tokens = static_cast<int64_t>(prompt.size());
+  } else if (last_logits_.empty()) {
+    return InvalidArgument("nothing to generate from: the prompt is empty");
+  }
+  result.prefill_seconds = SecondsSince(prefill_start);
+
+  Sampler sampler(options.sampling);
+  const Tokenizer* tokenizer = engine_->tokenizer();
+  std::unique_ptr<StreamingDecoder> stream;
+  if (tokenizer != nullptr) stream = std::make_unique<StreamingDecoder>(*tokenizer);
+  const auto decode_start = Clock::now();
+  std::vector<float> logits = last_logits_;
+  for (int step = 0; step < options.max_new_tokens; ++step) {
+    if (!pending_.empty()) {
+      if (length() >= context_length()) {
+        result.stop_reason = StopReason::kContextFull;
+        break;
+      }
+      GR_RETURN_IF_ERROR(Feed({}, PrefillOptions{}).status());
+      logits = last_logits_;
+    }
+    const int32_t id = sampler.Sample(logits, tokens_);
+    if (options.stop_at_eos && engine_->IsStop(id)) {
+      result.stop_reason = StopReason::kEndOfSequence;
+      break;
+    }
+    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
+      result.stop_reason = StopReason::kStopToken;
+      break;
+    }
+    result.tokens.push_back(id);
+    pending_.push_back(id);
+    tokens_.push_back(id);
+    std::string text = stream ? stream->Push(id) : std::string();
+    result.text += text;
+    if (options.on_token && !options.on_token(id, text)) {
+      result.stop_reason = StopReason::kCallback;
+      break;
+    }
+    result.stop_reason = StopReason::kMaxTokens;
+  }
+  if (stream) {
+    const std::string rest = stream->Flush();
+    result.text += rest;
+    if (!rest.empty() && options.on_token) options.on_token(-1, rest);
+  }
+  result.decode_seconds = SecondsSince(decode_start);
+  return result;
+}
+
+Result<Image> EngineImpl::LoadImage(const std::string& path) const {
+  return Unsupported("image input is not implemented yet");
+}
+
+Result<std::vector<int32_t>> EngineImpl::ImagePrompt(std::string_view prompt) const {
+  const ModelConfig& config = loaded_.model->config();
+  if (config.family != ModelFamily::kPaliGemma) return Unsupported(info_.family + " models take no image");
+  GR_ASSIGN_OR_RETURN(std::vector<int32_t> text, Tokenize(std::string(prompt) + "\n", /*add_bos=*/false));
+  // ref: HF PaliGemmaProcessor build_string_from_input: image tokens, bos, prompt, "\n".
+  std::vector<int32_t> ids(config.num_image_tokens, config.image_token_id);
+  ids.push_back(config.bos_id);
+  ids.insert(ids.end(), text.begin(), text.end());
+  return ids;
+}
+
+}  // namespace
+
+const char* StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kMaxTokens: return "max_tokens";
+    case StopReason::kEndOfSequence: return "eos";
+    case StopReason::kStopToken: return "stop_token";
+    case StopReason::kCallback: return "stopped";
+    case StopReason::kContextFull: return "context_full";
+  }
+  return "unknown";
+}
+
+Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, const EngineOptions& options) {
+  auto engine = std::make_unique<EngineImpl>();
+  GR_RETURN_IF_ERROR(engine->Init(model_path, options));
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace gemmarun

@@ -1,0 +1,28 @@
+// Opens whatever a user points -m at: a HF checkpoint folder (config.json +
+// safetensors) or a GGUF file, and builds the model and tokenizer from it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gemmarun {
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the checkpoint ships none
+  size_t weight_bytes = 0;
+  std::string chat_template;  // as the checkpoint ships it, if any
+};
+
+using ProgressFn = std::function<void(const char* stage, size_t done, size_t total)>;
+
+Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress);
+
+// Only config.json: for `inspect --config` without weights.
+Result<ModelConfig> LoadModelConfig(const std::string& path);
+
+}  // namespace gemmarun

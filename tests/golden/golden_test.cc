@@ -1,0 +1,33 @@
+// Golden tests: every reference fixture (HF transformers, float64) must be
+// reproduced by whole-prompt prefill, token-by-token decoding through the cache,
+// and greedy decoding. The fixtures live in tests/data/<case>/.
+#include <gtest/gtest.h>
+
+#include "gemmarun/verify.h"
+
+namespace gemmarun {
+namespace {
+
+class GoldenTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GoldenTest, MatchesReference) {
+  const std::string dir = std::string(GR_TEST_DATA_DIR) + "/" + GetParam();
+  auto report = VerifyFixture(dir);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  ASSERT_FALSE(report->prompts.empty());
+  for (const PromptCheck& c : report->prompts) {
+    SCOPED_TRACE("prompt " + std::to_string(c.index));
+    // A float32 engine lands near 1e-5 of these O(1-10) logits; 1e-4 leaves room
+    // for summation order while still catching any real mistake.
+    const double tight = 1e-4 * std::max(1.0, c.max_abs_logit);
+    EXPECT_LE(c.prefill_max_diff, tight);
+    if (c.stepwise_max_diff >= 0) EXPECT_LE(c.stepwise_max_diff, tight);
+    EXPECT_EQ(c.greedy_actual, c.greedy_expected);
+    EXPECT_TRUE(c.passed);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Gemma1, GoldenTest, ::testing::Values("gemma1_mqa", "gemma1_mha", "gemma1_mqa_bf16"));
+
+}  // namespace
+}  // namespace gemmarun

@@ -1,0 +1,169 @@
+// Every CPU kernel against the scalar double-precision reference, over sizes that
+// hit full vectors, tails and single elements, with misaligned pointers, and with
+// 1 and several threads. Tolerances scale with the operand magnitudes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
+#include "ops/ops.h"
+#include "ops/reference/reference_ops.h"
+#include "tensor/quant.h"
+
+namespace gemmarun {
+namespace {
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+TensorView View(std::vector<float>& v, Shape shape) { return TensorView{v.data(), DType::kF32, shape}; }
+
+void ExpectNear(const std::vector<float>& actual, const std::vector<float>& expected, double tolerance) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    ASSERT_NEAR(actual[i], expected[i], tolerance) << "at " << i;
+  }
+}
+
+// Sizes around common vector widths (4, 8, 16 floats) and the odd ones between.
+const int kSizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 255, 257};
+
+class OpsTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    backend_ = CreateCpuBackend(GetParam());
+    ctx_.backend = backend_.get();
+  }
+  std::unique_ptr<Backend> backend_;
+  ops::OpContext ctx_;
+};
+
+TEST_P(OpsTest, DotProductsMatchReferenceWithTailsAndMisalignment) {
+  for (int n : kSizes) {
+    for (int offset : {0, 1, 3}) {
+      std::vector<float> a = RandomFloats(n + offset, n), b = RandomFloats(n + offset, n + 1);
+      double expected = 0.0, magnitude = 0.0;
+      for (int i = 0; i < n; ++i) {
+        expected += static_cast<double>(a[i + offset]) * b[i + offset];
+        magnitude += std::fabs(a[i + offset] * b[i + offset]);
+      }
+      EXPECT_NEAR(cpu::DotF32(a.data() + offset, b.data() + offset, n), expected, 1e-6 * (magnitude + 1)) << n;
+      std::vector<uint16_t> bf(n + offset), half(n + offset);
+      double expected_bf = 0.0, expected_half = 0.0;
+      for (int i = 0; i < n + offset; ++i) {
+        bf[i] = F32ToBF16(a[i]);
+        half[i] = F32ToF16(a[i]);
+      }
+      for (int i = offset; i < n + offset; ++i) {
+        expected_bf += static_cast<double>(BF16ToF32(bf[i])) * b[i];
+        expected_half += static_cast<double>(F16ToF32(half[i])) * b[i];
+      }
+      EXPECT_NEAR(cpu::DotBF16(bf.data() + offset, b.data() + offset, n), expected_bf, 1e-6 * (magnitude + 1));
+      EXPECT_NEAR(cpu::DotF16(half.data() + offset, b.data() + offset, n), expected_half, 1e-6 * (magnitude + 1));
+    }
+  }
+}
+
+TEST_P(OpsTest, MatMulMatchesReferenceForEveryWeightDtype) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (auto [tokens, k, n] : {std::tuple{1, 17, 5}, {3, 64, 33}, {5, 257, 19}}) {
+      std::vector<float> x = RandomFloats(tokens * k, 1), w32 = RandomFloats(n * k, 2), bias = RandomFloats(n, 3);
+      Tensor w(dtype, Shape{n, k});
+      for (int r = 0; r < n; ++r) ASSERT_TRUE(QuantizeRow(dtype, w32.data() + r * k, w.view().row(r), k));
+      std::vector<float> out(tokens * n);
+      ops::MatMul(ctx_, View(x, Shape{tokens, k}), w.view(), View(bias, Shape{n}), View(out, Shape{tokens, n}));
+      const auto expected = reference::MatMul(View(x, Shape{tokens, k}), w.view(), View(bias, Shape{n}));
+      ExpectNear(out, expected, 2e-5 * std::sqrt(k) * 4);
+    }
+  }
+}
+
+TEST_P(OpsTest, RmsNormMatchesReference) {
+  for (int dim : kSizes) {
+    std::vector<float> x = RandomFloats(3 * dim, 4, 3.0f), w = RandomFloats(dim, 5), out(3 * dim);
+    ops::RmsNorm(ctx_, View(x, Shape{3, dim}), View(w, Shape{dim}), 1e-6f, View(out, Shape{3, dim}));
+    ExpectNear(out, reference::RmsNorm(View(x, Shape{3, dim}), View(w, Shape{dim}), 1e-6f), 1e-5);
+  }
+}
+
+TEST_P(OpsTest, LayerNormMatchesReference) {
+  for (int dim : kSizes) {
+    std::vector<float> x = RandomFloats(2 * dim, 6, 2.0f), w = RandomFloats(dim, 7), b = RandomFloats(dim, 8);
+    std::vector<float> out(2 * dim);
+    ops::LayerNorm(ctx_, View(x, Shape{2, dim}), View(w, Shape{dim}), View(b, Shape{dim}), 1e-6f,
+                   View(out, Shape{2, dim}));
+    ExpectNear(out, reference::LayerNorm(View(x, Shape{2, dim}), View(w, Shape{dim}), View(b, Shape{dim}), 1e-6f),
+               1e-4);
+  }
+}
+
+TEST_P(OpsTest, RopeMatchesReferenceIncludingPartialAndScaled) {
+  for (auto [head_dim, rotary, scale] : {std::tuple{16, 16, 1.0f}, {32, 16, 1.0f}, {8, 8, 8.0f}}) {
+    std::vector<float> x = RandomFloats(4 * 3 * head_dim, 9);
+    std::vector<float> positions = {0, 1, 17, 300};
+    const Shape shape{4, 3, head_dim};
+    const auto expected = reference::Rope(View(x, shape), positions, rotary, 10000.0f, scale);
+    ops::Rope(ctx_, View(x, shape), positions, rotary, 10000.0f, scale);
+    // f32 angles at position 300 carry ~3e-5 relative error, as HF's f32 RoPE does.
+    ExpectNear(x, expected, 1e-4);
+  }
+}
+
+TEST_P(OpsTest, AttentionMatchesReferenceForWindowsRingsPrefixAndSoftcap) {
+  struct Case {
+    int tokens, first, capacity, window, prefix_end, heads, kv_heads;
+    float softcap;
+  };
+  const Case cases[] = {
+      {5, 0, 5, 0, 0, 4, 1, 0.0f},     // causal prefill, MQA
+      {1, 9, 10, 0, 0, 4, 2, 0.0f},    // one decode step, GQA
+      {6, 0, 6, 3, 0, 2, 2, 5.0f},     // sliding window + soft-cap
+      {2, 12, 5, 4, 0, 2, 1, 0.0f},    // ring buffer: indices 8..13 in 5 slots... window 4
+      {7, 0, 7, 0, 7, 2, 1, 0.0f},     // bidirectional prefix
+  };
+  const int head_dim = 8;
+  for (const Case& c : cases) {
+    std::vector<float> q = RandomFloats(c.tokens * c.heads * head_dim, 10);
+    std::vector<float> k = RandomFloats(c.capacity * c.kv_heads * head_dim, 11);
+    std::vector<float> v = RandomFloats(c.capacity * c.kv_heads * head_dim, 12);
+    std::vector<float> out(q.size());
+    AttentionArgs args;
+    args.q = View(q, Shape{c.tokens, c.heads, head_dim});
+    args.k_cache = View(k, Shape{c.capacity, c.kv_heads, head_dim});
+    args.v_cache = View(v, Shape{c.capacity, c.kv_heads, head_dim});
+    args.out = View(out, Shape{c.tokens, c.heads, head_dim});
+    args.first_index = c.first;
+    args.capacity = c.capacity;
+    args.window = c.window;
+    args.prefix_end = c.prefix_end;
+    args.scale = 0.35f;
+    args.softcap = c.softcap;
+    ops::Attention(ctx_, args);
+    ExpectNear(out, reference::Attention(args), 1e-5);
+  }
+}
+
+TEST_P(OpsTest, GeluMulAndSoftCapMatchReference) {
+  std::vector<float> gate = RandomFloats(257, 13, 3.0f), up = RandomFloats(257, 14), out(257);
+  ops::GeluMul(ctx_, View(gate, Shape{1, 257}), View(up, Shape{1, 257}), View(out, Shape{1, 257}));
+  ExpectNear(out, reference::GeluMul(gate, up), 1e-5);
+  std::vector<float> x = RandomFloats(100, 15, 40.0f);
+  const auto expected = reference::SoftCap(x, 30.0f);
+  ops::SoftCap(ctx_, View(x, Shape{100}), 30.0f);
+  ExpectNear(x, expected, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, OpsTest, ::testing::Values(1, 3));
+
+TEST(KernelsTest, ReportsADispatchTarget) { EXPECT_STRNE(cpu::SelectedTarget(), ""); }
+
+}  // namespace
+}  // namespace gemmarun
