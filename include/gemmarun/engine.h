@@ -113,7 +113,9 @@ class Engine {
   virtual Result<std::string> Detokenize(std::span<const int32_t> ids) const = 0;
   // The id of a special token such as "<end_of_turn>" or "<|fim_prefix|>", or an error.
   virtual Result<int32_t> SpecialTokenId(std::string_view piece) const = 0;
-  virtual Result<std::unique_ptr<Session>> NewSession(int64_t context_length = 0) = 0;
+  // prefill_chunk: tokens per forward pass (0: default). Sliding-window layers keep
+  // window + prefill_chunk - 1 positions, so a small chunk means a small cache.
+  virtual Result<std::unique_ptr<Session>> NewSession(int64_t context_length = 0, int64_t prefill_chunk = 0) = 0;
 
   // PaliGemma: reads a PNG/JPEG and prepares it as the model's vision tower expects.
   virtual Result<Image> LoadImage(const std::string& path) const = 0;

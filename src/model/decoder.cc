@@ -16,19 +16,19 @@ Decoder::Decoder(ModelConfig config, ModelWeights weights, Backend* backend)
   ctx_.backend = backend;
 }
 
-Result<std::unique_ptr<SequenceState>> Decoder::NewState(int64_t max_tokens) const {
+Result<std::unique_ptr<SequenceState>> Decoder::NewState(int64_t max_tokens, int64_t max_chunk) const {
   if (max_tokens <= 0 || max_tokens > config_.max_seq_len) {
     return OutOfRange("context of " + std::to_string(max_tokens) + " tokens is outside 1.." +
                       std::to_string(config_.max_seq_len) + " (max_position_embeddings)");
   }
   auto state = std::make_unique<DecoderState>();
   state->max_tokens_ = max_tokens;
-  state->max_chunk = kMaxChunk;
+  state->max_chunk = max_chunk > 0 ? std::min(max_chunk, kMaxChunk) : kMaxChunk;
   state->caches.resize(config_.layers.size());
   const Shape row{config_.num_kv_heads, config_.head_dim};
   for (size_t i = 0; i < config_.layers.size(); ++i) {
     LayerKvCache& cache = state->caches[i];
-    cache.capacity = KvCapacity(config_.layers[i], max_tokens, kMaxChunk);
+    cache.capacity = KvCapacity(config_.layers[i], max_tokens, state->max_chunk);
     const Shape shape{cache.capacity, row[0], row[1]};
     if (!Tensor::TryCreate(DType::kF32, shape, &cache.k) || !Tensor::TryCreate(DType::kF32, shape, &cache.v)) {
       return OutOfRange("not enough memory for a KV cache of " + std::to_string(max_tokens) + " tokens");
@@ -46,14 +46,13 @@ Result<TensorView> Decoder::Forward(const ForwardInput& input, SequenceState& ba
   if (input.bidirectional) {
     // Every prefix query must see every prefix key: one chunk, keys written first.
     if (state.length_ != 0) return InvalidArgument("a bidirectional prefix must start the sequence");
-    for (const LayerConfig& layer : config_.layers) {
-      if (layer.attention_window > 0 && num_tokens > layer.attention_window) {
-        return OutOfRange("a bidirectional prefix of " + std::to_string(num_tokens) +
-                          " tokens exceeds a sliding window of " + std::to_string(layer.attention_window));
+    for (size_t i = 0; i < state.caches.size(); ++i) {
+      if (num_tokens > state.caches[i].capacity) {
+        return OutOfRange("a bidirectional prefix of " + std::to_string(num_tokens) + " tokens does not fit the " +
+                          std::to_string(state.caches[i].capacity) + " cache slots of layer " + std::to_string(i));
       }
     }
     state.prefix_end = num_tokens;
-    state.max_chunk = std::max(state.max_chunk, num_tokens);
     ForwardChunk(input, 0, num_tokens, state, &logits);
     return logits;
   }

@@ -24,7 +24,7 @@ class Decoder : public Model {
 
   const ModelConfig& config() const override { return config_; }
   const ModelWeights& weights() const override { return weights_; }
-  Result<std::unique_ptr<SequenceState>> NewState(int64_t max_tokens) const override;
+  Result<std::unique_ptr<SequenceState>> NewState(int64_t max_tokens, int64_t max_chunk) const override;
   Result<TensorView> Forward(const ForwardInput& input, SequenceState& state) override;
 
   // Tokens per forward pass over which a long input is split (bounds activation memory).

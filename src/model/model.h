@@ -47,8 +47,10 @@ class Model {
   virtual ~Model() = default;
   virtual const ModelConfig& config() const = 0;
   virtual const ModelWeights& weights() const = 0;
-  // A state for sequences of up to max_tokens tokens (<= config().max_seq_len).
-  virtual Result<std::unique_ptr<SequenceState>> NewState(int64_t max_tokens) const = 0;
+  // A state for sequences of up to max_tokens tokens (<= config().max_seq_len),
+  // fed in forward passes of at most max_chunk tokens (0: the family's default).
+  // Sliding-window layers keep window + max_chunk - 1 positions.
+  virtual Result<std::unique_ptr<SequenceState>> NewState(int64_t max_tokens, int64_t max_chunk = 0) const = 0;
   // Appends input to the sequence and returns logits [rows, vocab_size] (a view of
   // internal memory, valid until the next call).
   virtual Result<TensorView> Forward(const ForwardInput& input, SequenceState& state) = 0;

@@ -98,9 +98,9 @@ class EngineImpl final : public Engine {
     return NotFound("the tokenizer has no token '" + std::string(piece) + "'");
   }
 
-  Result<std::unique_ptr<Session>> NewSession(int64_t context_length) override {
+  Result<std::unique_ptr<Session>> NewSession(int64_t context_length, int64_t prefill_chunk) override {
     GR_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
-                        loaded_.model->NewState(context_length > 0 ? context_length : default_context_));
+                        loaded_.model->NewState(context_length > 0 ? context_length : default_context_, prefill_chunk));
     return std::unique_ptr<Session>(std::make_unique<SessionImpl>(this, std::move(state)));
   }
 
