@@ -11,6 +11,7 @@ const DTypeInfo& Info(DType type) {
   static const DTypeInfo kInfos[] = {
       {"f32", 1, 4},    {"f16", 1, 2},    {"bf16", 1, 2},    {"i32", 1, 4},
       {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
+      {"q5_0", 32, 22},
   };
   const size_t index = static_cast<size_t>(type);
   GR_CHECK(index < sizeof(kInfos) / sizeof(kInfos[0]));
@@ -21,7 +22,7 @@ bool ParseDType(std::string_view name, DType* out) {
   std::string lower(name);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kI32, DType::kQ8_0,
-                     DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
+                     DType::kQ4_0, DType::kQ4_K, DType::kQ6_K, DType::kQ5_0}) {
     if (lower == Info(type).name) {
       *out = type;
       return true;

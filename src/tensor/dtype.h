@@ -19,6 +19,7 @@ enum class DType : uint8_t {
   kQ4_0,  // 32 weights: f16 scale + 16 bytes of nibbles (18 bytes)
   kQ4_K,  // 256 weights: super-block with 6-bit sub-scales (144 bytes)
   kQ6_K,  // 256 weights: 6-bit quants, int8 sub-scales (210 bytes)
+  kQ5_0,  // 32 weights: f16 scale + 32 high bits + 16 bytes of nibbles (22 bytes)
 };
 
 struct DTypeInfo {

@@ -28,6 +28,9 @@ TEST_P(GoldenTest, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Gemma1, GoldenTest, ::testing::Values("gemma1_mqa", "gemma1_mha", "gemma1_mqa_bf16"));
+// Their prompts are longer than the sliding windows, so the token-by-token check
+// wraps the ring buffers of the local layers.
+INSTANTIATE_TEST_SUITE_P(Gemma2And3, GoldenTest, ::testing::Values("gemma2", "gemma2_v5config", "gemma3"));
 
 }  // namespace
 }  // namespace gemmarun
