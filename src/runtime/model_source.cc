@@ -2,7 +2,9 @@
 
 #include <filesystem>
 
+#include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/gguf_model.h"
 #include "model/loader.h"
 
 namespace gemmarun {
@@ -39,6 +41,57 @@ Result<LoadedModel> LoadHfFolder(const std::string& dir, Backend* backend, const
   return loaded;
 }
 
+Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& file) {
+  GR_ASSIGN_OR_RETURN(std::string kind, file.GetString("tokenizer.ggml.model"));
+  if (kind != "llama") {
+    return Unsupported(file.path() + ": tokenizer.ggml.model '" + kind + "' (Gemma uses SentencePiece, 'llama')");
+  }
+  GR_ASSIGN_OR_RETURN(std::vector<std::string> pieces, file.GetStringArray("tokenizer.ggml.tokens"));
+  GR_ASSIGN_OR_RETURN(std::vector<float> scores, file.GetFloatArray("tokenizer.ggml.scores"));
+  GR_ASSIGN_OR_RETURN(std::vector<int64_t> types64, file.GetIntArray("tokenizer.ggml.token_type"));
+  std::vector<int32_t> types(types64.begin(), types64.end());
+  SpecialIds ids;
+  auto read_id = [&](const char* key, int32_t* out) -> Status {
+    if (!file.Has(key)) return Status::Ok();
+    GR_ASSIGN_OR_RETURN(int64_t id, file.GetInt(key));
+    *out = static_cast<int32_t>(id);
+    return Status::Ok();
+  };
+  GR_RETURN_IF_ERROR(read_id("tokenizer.ggml.bos_token_id", &ids.bos));
+  GR_RETURN_IF_ERROR(read_id("tokenizer.ggml.eos_token_id", &ids.eos));
+  GR_RETURN_IF_ERROR(read_id("tokenizer.ggml.padding_token_id", &ids.pad));
+  GR_RETURN_IF_ERROR(read_id("tokenizer.ggml.unknown_token_id", &ids.unk));
+  bool add_space_prefix = false;
+  if (file.Has("tokenizer.ggml.add_space_prefix")) {
+    GR_ASSIGN_OR_RETURN(add_space_prefix, file.GetBool("tokenizer.ggml.add_space_prefix"));
+  }
+  return Tokenizer::FromVocabulary(std::move(pieces), std::move(scores), std::move(types), ids, add_space_prefix);
+}
+
+Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const ProgressFn& progress) {
+  GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
+  GR_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
+  ModelWeights weights;
+  WeightLoadOptions options;
+  options.norms_include_one = true;  // ref: convert_hf_to_gguf.py adds 1 to every Gemma norm weight
+  if (progress) options.progress = [&](size_t done, size_t total) { progress("loading weights", done, total); };
+  auto lookup = [&](const std::string& hf_name) -> const TensorSource* {
+    const std::string name = GgufTensorName(config, hf_name);
+    return name.empty() ? nullptr : file.Find(name);
+  };
+  GR_RETURN_IF_ERROR(LoadWeights(config, lookup, options, &weights).WithContext(path));
+  LoadedModel loaded;
+  loaded.weight_bytes = TotalBytes(weights, config);
+  if (file.Has("tokenizer.chat_template")) {
+    GR_ASSIGN_OR_RETURN(loaded.chat_template, file.GetString("tokenizer.chat_template"));
+  }
+  if (file.Has("tokenizer.ggml.tokens")) {
+    GR_ASSIGN_OR_RETURN(loaded.tokenizer, TokenizerFromGguf(file));
+  }
+  GR_ASSIGN_OR_RETURN(loaded.model, CreateModel(std::move(config), std::move(weights), backend));
+  return loaded;
+}
+
 }  // namespace
 
 Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress) {
@@ -51,7 +104,7 @@ Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const P
     }
     return LoadHfFolder(path, backend, progress);
   }
-  if (EndsWith(path, ".gguf")) return Unsupported(path + ": GGUF files are not supported yet");
+  if (EndsWith(path, ".gguf")) return LoadGguf(path, backend, progress);
   return InvalidArgument(path + ": expected a HF checkpoint folder (config.json + *.safetensors) or a .gguf file");
 }
 

@@ -1,0 +1,150 @@
+// The gemmarun binary as a user meets it: generate and verify on fixture models,
+// and every error a user can cause gives one clear line and exit status 1.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli/cli_test.h"
+
+namespace gemmarun {
+namespace {
+
+using testing::DataDir;
+using testing::RunGemmarun;
+namespace fs = std::filesystem;
+
+int CountLines(const std::string& s) {
+  int lines = 0;
+  for (char c : s) lines += c == '\n';
+  return lines;
+}
+
+void ExpectOneLineError(const testing::CommandResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+}
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / ("gr_clitest_" + std::to_string(::getpid()) + "_" + std::to_string(n_++))) {
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline int n_ = 0;
+  fs::path path_;
+};
+
+TEST(CliTest, VerifyPassesOnAFixture) {
+  auto r = RunGemmarun("verify " + DataDir() + "/gemma1_mqa");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, VerifyJsonReportsEveryPrompt) {
+  auto r = RunGemmarun("verify --json " + DataDir() + "/gemma3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"prefill_max_diff\""), std::string::npos);
+  EXPECT_NE(r.out.find("\"passed\": true"), std::string::npos);
+}
+
+TEST(CliTest, VerifyFailsOnWrongReference) {
+  TempDir dir;
+  fs::copy(DataDir() + "/gemma1_mqa", dir.path(), fs::copy_options::recursive);
+  // The weights of another case with the same shapes give different logits.
+  fs::copy_file(DataDir() + "/gemma1_mqa_bf16/model.safetensors", dir.path() / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(DataDir() + "/gemma1_mqa_bf16/config.json", dir.path() / "config.json",
+                fs::copy_options::overwrite_existing);
+  auto r = RunGemmarun("verify " + dir.path().string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("FAIL"), std::string::npos) << r.out << r.err;
+}
+
+TEST(CliTest, GenerateFromIdsWithoutTokenizer) {
+  auto r = RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,369,137,41,124,111,365 -n 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The reference greedy continuation of this prompt starts 365 365 457 457.
+  EXPECT_NE(r.out.find("365 365 457 457"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, GenerateJsonHasCountsTimingsAndStopReason) {
+  auto r = RunGemmarun("generate --json -m " + DataDir() + "/gemma2 --ids 2,5,9 -n 3 --temp 0.7 --seed 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* key : {"\"prompt_tokens\": 3", "\"generated_tokens\": 3", "\"decode_tokens_per_second\"",
+                          "\"stop_reason\": \"max_tokens\""}) {
+    EXPECT_NE(r.out.find(key), std::string::npos) << key << "\n" << r.out;
+  }
+  auto again = RunGemmarun("generate --json -m " + DataDir() + "/gemma2 --ids 2,5,9 -n 3 --temp 0.7 --seed 4");
+  const auto tokens = [](const std::string& s) { return s.substr(s.find("\"tokens\"")); };
+  EXPECT_EQ(tokens(r.out).substr(0, 40), tokens(again.out).substr(0, 40)) << "same seed, same tokens";
+}
+
+TEST(CliTest, MissingModelIsOneLine) {
+  ExpectOneLineError(RunGemmarun("generate -m /nonexistent/model --ids 2"), "no such file or folder");
+}
+
+TEST(CliTest, FolderWithoutConfigIsOneLine) {
+  TempDir dir;
+  ExpectOneLineError(RunGemmarun("generate -m " + dir.path().string() + " --ids 2"), "no config.json");
+}
+
+TEST(CliTest, UnknownModelTypeIsOneLine) {
+  TempDir dir;
+  std::ofstream(dir.path() / "config.json") << R"({"model_type": "llama", "vocab_size": 10})";
+  ExpectOneLineError(RunGemmarun("generate -m " + dir.path().string() + " --ids 2"), "model_type 'llama'");
+}
+
+TEST(CliTest, CorruptWeightsAreOneLine) {
+  TempDir dir;
+  fs::copy(DataDir() + "/gemma1_mqa", dir.path(), fs::copy_options::recursive);
+  const fs::path weights = dir.path() / "model.safetensors";
+  fs::resize_file(weights, fs::file_size(weights) / 2);
+  ExpectOneLineError(RunGemmarun("generate -m " + dir.path().string() + " --ids 2"), "model.safetensors");
+  std::ofstream(weights, std::ios::binary | std::ios::trunc) << "garbage";
+  ExpectOneLineError(RunGemmarun("generate -m " + dir.path().string() + " --ids 2"), "too short");
+}
+
+TEST(CliTest, TensorShapeMismatchNamesTheTensor) {
+  TempDir dir;
+  fs::copy(DataDir() + "/gemma1_mqa", dir.path(), fs::copy_options::recursive);
+  // A config whose FFN width disagrees with the weights.
+  std::ifstream in(DataDir() + "/gemma1_mqa/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), {});
+  config.replace(config.find("\"intermediate_size\": 160"), 24, "\"intermediate_size\": 128");
+  std::ofstream(dir.path() / "config.json", std::ios::trunc) << config;
+  ExpectOneLineError(RunGemmarun("generate -m " + dir.path().string() + " --ids 2"), "mlp.gate_proj.weight' has shape [160, 64], expected [128, 64]");
+}
+
+TEST(CliTest, BadFlagValuesAreRejected) {
+  const std::string model = " -m " + DataDir() + "/gemma1_mqa --ids 2 ";
+  EXPECT_EQ(RunGemmarun("generate" + model + "--temp -1").exit_code, 1);
+  EXPECT_EQ(RunGemmarun("generate" + model + "--top-p 2").exit_code, 1);
+  EXPECT_EQ(RunGemmarun("generate" + model + "--min-p -0.5").exit_code, 1);
+  EXPECT_EQ(RunGemmarun("generate" + model + "--repeat-penalty 0").exit_code, 1);
+  ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,x,3"), "is not a token id");
+  ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,99999"), "outside the vocabulary");
+}
+
+TEST(CliTest, PromptLongerThanContextIsOneLine) {
+  ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa -c 4 --ids 2,3,4,5,6,7"),
+                     "the context holds 4");
+  ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa -c 100000 --ids 2"),
+                     "max_position_embeddings");
+}
+
+TEST(CliTest, EverySubcommandHasHelpWithExamples) {
+  for (const char* command : {"generate", "verify"}) {
+    auto r = RunGemmarun(std::string(command) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_NE(r.out.find("Example"), std::string::npos) << command << "\n" << r.out;
+  }
+}
+
+}  // namespace
+}  // namespace gemmarun
