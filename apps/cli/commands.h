@@ -10,5 +10,7 @@ void AddGenerateCommand(CLI::App& root, int* exit_code);
 void AddVerifyCommand(CLI::App& root, int* exit_code);
 void AddInspectCommand(CLI::App& root, int* exit_code);
 void AddTokenizeCommands(CLI::App& root, int* exit_code);
+void AddChatCommand(CLI::App& root, int* exit_code);
+void AddCompleteCommand(CLI::App& root, int* exit_code);
 
 }  // namespace gemmarun::cli

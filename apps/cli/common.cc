@@ -50,6 +50,22 @@ Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads,
   return engine;
 }
 
+void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling) {
+  app->add_option("--temp", sampling->temperature, "temperature; 0 = greedy")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app->add_option("--top-k", sampling->top_k, "keep the k most likely tokens (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--top-p", sampling->top_p, "nucleus sampling mass in (0, 1]")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app->add_option("--min-p", sampling->min_p, "drop tokens below min-p x p(top), in [0, 1]")
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--repeat-penalty", sampling->repeat_penalty, "penalty for recent tokens (1 = off)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--repeat-last-n", sampling->repeat_last_n, "tokens the penalty looks back over")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--seed", sampling->seed, "random seed (same seed, same text)");
+}
+
 void ModelFlags::Add(CLI::App* app, bool model_required) {
   auto* option = app->add_option("-m,--model", model, "HF checkpoint folder or .gguf file");
   if (model_required) option->required();

@@ -33,6 +33,9 @@ class ProgressBar {
 // Loads a model with a progress bar; -t/--threads and -c/--ctx-size apply.
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context);
 
+// Adds --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed.
+void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling);
+
 // Adds -m/--model, -t/--threads, -c/--ctx-size.
 struct ModelFlags {
   std::string model;

@@ -139,19 +139,7 @@ void AddGenerateCommand(CLI::App& root, int* exit_code) {
   app->add_option("--ids", flags->ids, "prompt as token ids, e.g. 2,651,6037 (no tokenizer needed)");
   app->add_option("--image", flags->image, "PNG or JPEG image (PaliGemma)");
   app->add_option("-n,--n-predict", flags->max_tokens, "tokens to generate")->capture_default_str();
-  app->add_option("--temp", flags->sampling.temperature, "temperature; 0 = greedy")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  app->add_option("--top-k", flags->sampling.top_k, "keep the k most likely tokens (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--top-p", flags->sampling.top_p, "nucleus sampling mass in (0, 1]")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  app->add_option("--min-p", flags->sampling.min_p, "drop tokens below min-p x p(top) in [0, 1]")
-      ->check(CLI::Range(0.0, 1.0));
-  app->add_option("--repeat-penalty", flags->sampling.repeat_penalty, "penalty for recent tokens (1 = off)")
-      ->check(CLI::PositiveNumber);
-  app->add_option("--repeat-last-n", flags->sampling.repeat_last_n, "tokens the penalty looks back over")
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--seed", flags->sampling.seed, "random seed (same seed, same text)");
+  AddSamplingFlags(app, &flags->sampling);
   app->add_flag("--no-bos", flags->no_bos, "do not add BOS before the prompt");
   app->add_flag("--json", flags->json, "print one JSON object: text, tokens, timings, stop reason");
   app->footer(

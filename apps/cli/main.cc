@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   gemmarun::cli::AddGenerateCommand(app, &exit_code);
   gemmarun::cli::AddVerifyCommand(app, &exit_code);
   gemmarun::cli::AddInspectCommand(app, &exit_code);
+  gemmarun::cli::AddChatCommand(app, &exit_code);
+  gemmarun::cli::AddCompleteCommand(app, &exit_code);
   gemmarun::cli::AddTokenizeCommands(app, &exit_code);
   try {
     app.parse(argc, argv);
