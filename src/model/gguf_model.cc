@@ -64,7 +64,9 @@ Status ReadFloat(const GgufFile& f, const std::string& key, float* out) {
 Result<ModelConfig> ConfigFromGguf(const GgufFile& f) {
   GR_ASSIGN_OR_RETURN(std::string arch, f.GetString("general.architecture"));
   ModelConfig c;
-  c.model_type = arch;
+  // A gemma3 GGUF holds the text decoder only (llama.cpp writes the vision tower
+  // to a separate mmproj file): HF calls that model gemma3_text.
+  c.model_type = arch == "gemma3" ? "gemma3_text" : arch;
   if (arch == "gemma") c.family = ModelFamily::kGemma;
   else if (arch == "gemma2") c.family = ModelFamily::kGemma2;
   else if (arch == "gemma3") c.family = ModelFamily::kGemma3;

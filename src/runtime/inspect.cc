@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/gguf_model.h"
 #include "model/inspect.h"
 #include "runtime/model_source.h"
 
@@ -104,7 +106,12 @@ Result<ModelReport> InspectModel(const std::string& model_path, int64_t context)
   if (!fs::exists(model_path, ec)) return NotFound(model_path + ": no such file or folder");
   if (!fs::is_directory(model_path, ec)) {
     if (EndsWith(model_path, ".gguf")) {
-      return Unsupported(model_path + ": inspecting GGUF files is not supported yet (use --config with a config.json)");
+      // The config comes from the metadata; tensor infos give the stored dtypes.
+      GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(model_path));
+      GR_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
+      std::vector<StoredTensor> stored;
+      for (const TensorSource& t : file.tensors()) stored.push_back(StoredTensor{t.name, t.dtype, t.bytes});
+      return Inspect(config, &stored, model_path, context);
     }
     return InvalidArgument(model_path + ": expected a HF checkpoint folder (use --config for a config.json file)");
   }
@@ -178,7 +185,7 @@ std::string ModelReportToText(const ModelReport& report) {
   out += "\nWeight memory (matrices in the dtype; norms, biases and other vectors in f32, as loaded)\n";
   for (const auto& [dtype, bytes] : report.bytes_by_dtype) out += Row(dtype, Bytes(bytes), Grouped(bytes) + " bytes");
   if (!report.stored_bytes_by_dtype.empty()) {
-    out += "\nStored weights (safetensors headers)\n";
+    out += "\nStored weights (as in the weight files)\n";
     for (const auto& [dtype, bytes] : report.stored_bytes_by_dtype) {
       out += Row(dtype, Bytes(bytes), Grouped(bytes) + " bytes");
     }
