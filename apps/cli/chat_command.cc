@@ -38,7 +38,7 @@ struct ChatFlags {
 };
 
 int Run(const ChatFlags& flags) {
-  auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.model.context);
+  auto engine = flags.model.Load();
   if (!engine.ok()) return Fail(engine.status());
   auto chat = Chat::Create(**engine, flags.system, flags.model.context);
   if (!chat.ok()) return Fail(chat.status());

@@ -11,6 +11,7 @@ void AddVerifyCommand(CLI::App& root, int* exit_code);
 void AddInspectCommand(CLI::App& root, int* exit_code);
 void AddTokenizeCommands(CLI::App& root, int* exit_code);
 void AddChatCommand(CLI::App& root, int* exit_code);
+void AddPerplexityCommand(CLI::App& root, int* exit_code);
 void AddCompleteCommand(CLI::App& root, int* exit_code);
 
 }  // namespace gemmarun::cli

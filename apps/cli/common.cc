@@ -39,11 +39,13 @@ void ProgressBar::Finish() {
   active_ = false;
 }
 
-Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context) {
+Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
+                                           const std::string& weight_dtype) {
   ProgressBar bar("loading " + path);
   EngineOptions options;
   options.num_threads = threads;
   options.context_length = context;
+  options.weight_dtype = weight_dtype;
   options.progress = [&](const char*, size_t done, size_t total) { bar.Update(done, total); };
   auto engine = Engine::Load(path, options);
   bar.Finish();
@@ -72,6 +74,10 @@ void ModelFlags::Add(CLI::App* app, bool model_required) {
   app->add_option("-t,--threads", threads, "threads (default: physical cores)")->check(CLI::NonNegativeNumber);
   app->add_option("-c,--ctx-size", context, "context length in tokens (default: min(model, 8192))")
       ->check(CLI::NonNegativeNumber);
+  app->add_option("--dtype", dtype, "convert weight matrices at load: f32, bf16, f16, q8_0, q4_0")
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0", "q4_0"}));
 }
+
+Result<std::unique_ptr<Engine>> ModelFlags::Load() const { return LoadEngine(model, threads, context, dtype); }
 
 }  // namespace gemmarun::cli

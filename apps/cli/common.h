@@ -31,7 +31,8 @@ class ProgressBar {
 };
 
 // Loads a model with a progress bar; -t/--threads and -c/--ctx-size apply.
-Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context);
+Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
+                                           const std::string& weight_dtype = "");
 
 // Adds --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed.
 void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling);
@@ -41,6 +42,8 @@ struct ModelFlags {
   std::string model;
   int threads = 0;
   int64_t context = 0;
+  std::string dtype;  // --dtype: convert matrices at load
+  Result<std::unique_ptr<Engine>> Load() const;
   void Add(CLI::App* app, bool model_required = true);
 };
 

@@ -46,7 +46,7 @@ int Run(const CompleteFlags& flags) {
   if (!prefix.ok()) return Fail(prefix.status());
   auto suffix = TextOrFile(flags.suffix, flags.suffix_file, "suffix");
   if (!suffix.ok()) return Fail(suffix.status());
-  auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.model.context);
+  auto engine = flags.model.Load();
   if (!engine.ok()) return Fail(engine.status());
   Engine& e = **engine;
 

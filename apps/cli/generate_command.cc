@@ -50,7 +50,7 @@ Result<std::vector<int32_t>> ParseIds(const std::string& text) {
 int Run(const GenerateFlags& flags) {
   if (flags.prompt.empty() == flags.ids.empty()) return Fail("give exactly one of -p/--prompt and --ids");
   if (flags.max_tokens < 0) return Fail("-n must be >= 0");
-  auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.model.context);
+  auto engine = flags.model.Load();
   if (!engine.ok()) return Fail(engine.status());
   Engine& e = **engine;
 
@@ -58,11 +58,18 @@ int Run(const GenerateFlags& flags) {
   Image image;
   PrefillOptions prefill;
   if (!flags.image.empty()) {
-    if (flags.prompt.empty()) return Fail("--image needs a text prompt (-p)");
     auto loaded = e.LoadImage(flags.image);
     if (!loaded.ok()) return Fail(loaded.status());
     image = std::move(loaded).value();
-    auto ids = e.ImagePrompt(flags.prompt);
+    Result<std::vector<int32_t>> ids = InvalidArgument("");
+    if (!flags.ids.empty()) {
+      // --ids is the text part (its newline id included); image tokens and BOS are added.
+      auto text = ParseIds(flags.ids);
+      if (!text.ok()) return Fail(text.status());
+      ids = e.ImagePromptFromIds(*text);
+    } else {
+      ids = e.ImagePrompt(flags.prompt);
+    }
     if (!ids.ok()) return Fail(ids.status());
     prompt = std::move(ids).value();
     prefill.image = &image;
@@ -137,7 +144,7 @@ void AddGenerateCommand(CLI::App& root, int* exit_code) {
   flags->model.Add(app);
   app->add_option("-p,--prompt", flags->prompt, "prompt text (BOS is added)");
   app->add_option("--ids", flags->ids, "prompt as token ids, e.g. 2,651,6037 (no tokenizer needed)");
-  app->add_option("--image", flags->image, "PNG or JPEG image (PaliGemma)");
+  app->add_option("--image", flags->image, "PNG or JPEG image (PaliGemma); with --ids, the ids are the text part");
   app->add_option("-n,--n-predict", flags->max_tokens, "tokens to generate")->capture_default_str();
   AddSamplingFlags(app, &flags->sampling);
   app->add_flag("--no-bos", flags->no_bos, "do not add BOS before the prompt");
@@ -147,7 +154,8 @@ void AddGenerateCommand(CLI::App& root, int* exit_code) {
       "  gemmarun generate -m ./gemma-2b -p \"The capital of France is\" -n 32\n"
       "  gemmarun generate -m model.gguf -p \"Once upon a time\" --temp 0.8 --top-p 0.95 --seed 1\n"
       "  gemmarun generate -m tests/data/gemma1_mqa --ids 2,369,137 -n 8\n"
-      "  gemmarun generate -m ./paligemma-3b-pt-224 --image cat.jpg -p \"caption en\"");
+      "  gemmarun generate -m ./paligemma-3b-pt-224 --image cat.jpg -p \"caption en\"\n"
+      "  gemmarun generate -m ./gemma-2b -p \"Hello\" --dtype q8_0   # quantize at load");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }
 

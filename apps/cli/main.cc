@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   gemmarun::cli::AddChatCommand(app, &exit_code);
   gemmarun::cli::AddCompleteCommand(app, &exit_code);
   gemmarun::cli::AddTokenizeCommands(app, &exit_code);
+  gemmarun::cli::AddPerplexityCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

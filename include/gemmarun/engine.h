@@ -25,6 +25,8 @@ namespace gemmarun {
 struct EngineOptions {
   int num_threads = 0;          // 0: one per physical core
   int64_t context_length = 0;   // default context of new sessions; 0: min(model maximum, 8192)
+  // Convert matrix weights at load: "bf16", "f16", "q8_0", "q4_0"; empty keeps the stored type.
+  std::string weight_dtype;
   // Long work (loading) reports progress: stage name, units done, units total.
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };
@@ -121,6 +123,9 @@ class Engine {
   virtual Result<Image> LoadImage(const std::string& path) const = 0;
   // PaliGemma: [image]*N + <bos> + prompt + "\n".
   virtual Result<std::vector<int32_t>> ImagePrompt(std::string_view prompt) const = 0;
+  // The same layout from token ids: [image]*N + <bos> + text_ids (the caller
+  // includes the newline's id), so a model without a tokenizer takes an image too.
+  virtual Result<std::vector<int32_t>> ImagePromptFromIds(std::span<const int32_t> text_ids) const = 0;
 };
 
 }  // namespace gemmarun

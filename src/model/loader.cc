@@ -16,8 +16,29 @@ const std::pair<const char*, const char*> kPrefixAliases[] = {
     {"model.", "language_model.model."},                         // Gemma 3 text inside a multimodal checkpoint
 };
 
-Status CopyInto(const WeightSpec& spec, const TensorSource& source, bool norms_include_one) {
+// Re-encodes a matrix row by row (stored type → f32 → target), so that a
+// conversion never holds more than one f32 row.
+Status ConvertMatrix(const WeightSpec& spec, const TensorSource& source, const Shape& shape, DType target) {
+  if (!Tensor::TryCreate(target, shape, spec.tensor)) return Internal(spec.name + ": out of memory");
+  const int64_t cols = shape.cols();
+  const size_t source_row_bytes = RowBytes(source.dtype, cols);
+  std::vector<float> row(cols);
+  for (int64_t r = 0; r < shape.rows(); ++r) {
+    DequantizeRow(source.dtype, source.data + r * source_row_bytes, row.data(), cols);
+    if (!QuantizeRow(target, row.data(), spec.tensor->view().row(r), cols)) {
+      return Unsupported(spec.name + ": cannot convert weights to " + Name(target));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CopyInto(const WeightSpec& spec, const TensorSource& source, const WeightLoadOptions& options) {
+  const bool norms_include_one = options.norms_include_one;
   const Shape shape = spec.compute_shape.rank() > 0 ? spec.compute_shape : spec.shape;
+  if (spec.kind == WeightKind::kMatrix && options.matrix_dtype && *options.matrix_dtype != source.dtype &&
+      shape.cols() % static_cast<int64_t>(Info(*options.matrix_dtype).block_elements) == 0) {
+    return ConvertMatrix(spec, source, shape, *options.matrix_dtype);
+  }
   if (spec.kind == WeightKind::kMatrix) {
     if (!Tensor::TryCreate(source.dtype, shape, spec.tensor)) {
       return Internal(spec.name + ": out of memory for " + std::to_string(source.bytes) + " bytes");
@@ -85,7 +106,7 @@ Status LoadWeights(const ModelConfig& config, const TensorLookup& lookup, const 
   GR_RETURN_IF_ERROR(status);
   size_t done_bytes = 0;
   for (const auto& [spec, source] : plan) {
-    GR_RETURN_IF_ERROR(CopyInto(spec, *source, options.norms_include_one));
+    GR_RETURN_IF_ERROR(CopyInto(spec, *source, options));
     done_bytes += source->bytes;
     if (options.progress) options.progress(done_bytes, total_bytes);
   }

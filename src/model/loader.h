@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "io/tensor_source.h"
@@ -15,6 +16,9 @@ namespace gemmarun {
 struct WeightLoadOptions {
   // GGUF files from llama.cpp's converter already store Gemma norms as 1 + w.
   bool norms_include_one = false;
+  // Convert matrices to this type at load (--dtype); unset keeps the stored type.
+  // Matrices whose rows are not whole blocks of a quantized type stay as stored.
+  std::optional<DType> matrix_dtype;
   // Called with (bytes done, bytes total) while copying.
   std::function<void(size_t, size_t)> progress;
 };

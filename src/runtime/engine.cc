@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
+#include "io/image.h"
 #include "runtime/model_source.h"
 #include "runtime/sampler.h"
 
@@ -56,7 +58,17 @@ class EngineImpl final : public Engine {
  public:
   Status Init(const std::string& path, const EngineOptions& options) {
     backend_ = CreateCpuBackend(options.num_threads);
-    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress));
+    std::optional<DType> weight_dtype;
+    if (!options.weight_dtype.empty()) {
+      DType parsed;
+      if (!ParseDType(options.weight_dtype, &parsed) ||
+          !(parsed == DType::kBF16 || parsed == DType::kF16 || parsed == DType::kQ8_0 || parsed == DType::kQ4_0 ||
+            parsed == DType::kF32)) {
+        return InvalidArgument("weight dtype '" + options.weight_dtype + "' is not one of f32, bf16, f16, q8_0, q4_0");
+      }
+      weight_dtype = parsed;
+    }
+    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress, weight_dtype));
     const ModelConfig& config = loaded_.model->config();
     default_context_ = options.context_length > 0 ? options.context_length
                                                    : std::min<int64_t>(config.max_seq_len, 8192);
@@ -106,6 +118,7 @@ class EngineImpl final : public Engine {
 
   Result<Image> LoadImage(const std::string& path) const override;
   Result<std::vector<int32_t>> ImagePrompt(std::string_view prompt) const override;
+  Result<std::vector<int32_t>> ImagePromptFromIds(std::span<const int32_t> text_ids) const override;
 
   Model& model() { return *loaded_.model; }
   const Tokenizer* tokenizer() const { return loaded_.tokenizer.get(); }
@@ -138,6 +151,9 @@ Result<TensorView> SessionImpl::Feed(std::span<const int32_t> tokens, const Pref
     GR_ASSIGN_OR_RETURN(features, engine_->model().EncodeImage(pixels));
     features_view = features.view();
     input.image_features = &features_view;
+    input.bidirectional = true;
+  } else if (engine_->model().config().family == ModelFamily::kPaliGemma && state_->length() == 0) {
+    // HF treats a multi-token PaliGemma prompt as a bidirectional prefix even without an image.
     input.bidirectional = true;
   }
   GR_ASSIGN_OR_RETURN(TensorView logits, engine_->model().Forward(input, *state_));
@@ -220,17 +236,51 @@ Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, co
 }
 
 Result<Image> EngineImpl::LoadImage(const std::string& path) const {
-  return Unsupported("image input is not implemented yet");
+  const ModelConfig& config = loaded_.model->config();
+  if (config.family != ModelFamily::kPaliGemma) return Unsupported(info_.family + " models take no image");
+  const VisionConfig& vision = config.vision;
+  if (vision.num_channels != 3) {
+    return Unsupported("the vision tower takes " + std::to_string(vision.num_channels) + " channels; images give 3");
+  }
+  // The checkpoint's preprocessor_config.json, when it ships one, says how its
+  // images were prepared; PaliGemma's defaults are bicubic, 1/255, mean = std = 0.5.
+  ImagePreprocess preprocess;
+  preprocess.width = preprocess.height = vision.image_size;
+  std::error_code ec;
+  const std::filesystem::path preprocessor = std::filesystem::path(info_.source) / "preprocessor_config.json";
+  if (std::filesystem::is_directory(info_.source, ec) && std::filesystem::exists(preprocessor, ec)) {
+    GR_RETURN_IF_ERROR(ReadPreprocessorConfig(preprocessor.string(), &preprocess));
+    if (preprocess.width != vision.image_size || preprocess.height != vision.image_size) {
+      return InvalidArgument(preprocessor.string() + ": size " + std::to_string(preprocess.width) + "x" +
+                             std::to_string(preprocess.height) + " does not match the vision tower's image_size " +
+                             std::to_string(vision.image_size));
+    }
+  }
+  GR_ASSIGN_OR_RETURN(RgbImage rgb, ReadImageFile(path));
+  if (!preprocess.do_resize && (rgb.width != vision.image_size || rgb.height != vision.image_size)) {
+    return InvalidArgument(path + ": the image is " + std::to_string(rgb.width) + "x" + std::to_string(rgb.height) +
+                           " but the model takes " + std::to_string(vision.image_size) + "x" +
+                           std::to_string(vision.image_size) + " and its preprocessor does not resize");
+  }
+  Image image;
+  image.channels = 3;
+  image.height = image.width = vision.image_size;
+  image.pixels = PreprocessImage(rgb, preprocess);
+  return image;
 }
 
 Result<std::vector<int32_t>> EngineImpl::ImagePrompt(std::string_view prompt) const {
+  GR_ASSIGN_OR_RETURN(std::vector<int32_t> text, Tokenize(std::string(prompt) + "\n", /*add_bos=*/false));
+  return ImagePromptFromIds(text);
+}
+
+Result<std::vector<int32_t>> EngineImpl::ImagePromptFromIds(std::span<const int32_t> text_ids) const {
   const ModelConfig& config = loaded_.model->config();
   if (config.family != ModelFamily::kPaliGemma) return Unsupported(info_.family + " models take no image");
-  GR_ASSIGN_OR_RETURN(std::vector<int32_t> text, Tokenize(std::string(prompt) + "\n", /*add_bos=*/false));
   // ref: HF PaliGemmaProcessor build_string_from_input: image tokens, bos, prompt, "\n".
   std::vector<int32_t> ids(config.num_image_tokens, config.image_token_id);
   ids.push_back(config.bos_id);
-  ids.insert(ids.end(), text.begin(), text.end());
+  ids.insert(ids.end(), text_ids.begin(), text_ids.end());
   return ids;
 }
 

@@ -21,11 +21,13 @@ size_t TotalBytes(const ModelWeights& weights, const ModelConfig& config) {
   return total;
 }
 
-Result<LoadedModel> LoadHfFolder(const std::string& dir, Backend* backend, const ProgressFn& progress) {
+Result<LoadedModel> LoadHfFolder(const std::string& dir, Backend* backend, const ProgressFn& progress,
+                                 std::optional<DType> weight_dtype) {
   GR_ASSIGN_OR_RETURN(ModelConfig config, LoadHfConfig(dir));
   GR_ASSIGN_OR_RETURN(SafetensorsCheckpoint checkpoint, SafetensorsCheckpoint::Open(dir));
   ModelWeights weights;
   WeightLoadOptions options;
+  options.matrix_dtype = weight_dtype;
   if (progress) options.progress = [&](size_t done, size_t total) { progress("loading weights", done, total); };
   GR_RETURN_IF_ERROR(LoadWeights(config, [&](const std::string& name) { return checkpoint.Find(name); }, options,
                                  &weights)
@@ -68,11 +70,13 @@ Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& file) {
   return Tokenizer::FromVocabulary(std::move(pieces), std::move(scores), std::move(types), ids, add_space_prefix);
 }
 
-Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const ProgressFn& progress) {
+Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const ProgressFn& progress,
+                             std::optional<DType> weight_dtype) {
   GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
   GR_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
   ModelWeights weights;
   WeightLoadOptions options;
+  options.matrix_dtype = weight_dtype;
   options.norms_include_one = true;  // ref: convert_hf_to_gguf.py adds 1 to every Gemma norm weight
   if (progress) options.progress = [&](size_t done, size_t total) { progress("loading weights", done, total); };
   auto lookup = [&](const std::string& hf_name) -> const TensorSource* {
@@ -94,7 +98,8 @@ Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const Pr
 
 }  // namespace
 
-Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress) {
+Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress,
+                              std::optional<DType> weight_dtype) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFound(path + ": no such file or folder");
@@ -102,9 +107,9 @@ Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const P
     if (!fs::exists(fs::path(path) / "config.json", ec)) {
       return NotFound(path + ": folder has no config.json (expected a HF checkpoint folder or a .gguf file)");
     }
-    return LoadHfFolder(path, backend, progress);
+    return LoadHfFolder(path, backend, progress, weight_dtype);
   }
-  if (EndsWith(path, ".gguf")) return LoadGguf(path, backend, progress);
+  if (EndsWith(path, ".gguf")) return LoadGguf(path, backend, progress, weight_dtype);
   return InvalidArgument(path + ": expected a HF checkpoint folder (config.json + *.safetensors) or a .gguf file");
 }
 

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "model/model.h"
@@ -20,7 +21,9 @@ struct LoadedModel {
 
 using ProgressFn = std::function<void(const char* stage, size_t done, size_t total)>;
 
-Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress);
+// weight_dtype converts matrices at load (--dtype); unset keeps the stored type.
+Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress,
+                              std::optional<DType> weight_dtype = std::nullopt);
 
 // Only config.json: for `inspect --config` without weights.
 Result<ModelConfig> LoadModelConfig(const std::string& path);

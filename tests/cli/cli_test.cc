@@ -85,6 +85,32 @@ TEST(CliTest, GenerateJsonHasCountsTimingsAndStopReason) {
   EXPECT_EQ(tokens(r.out).substr(0, 40), tokens(again.out).substr(0, 40)) << "same seed, same tokens";
 }
 
+TEST(CliTest, PaliGemmaImagePlusIdsReproducesTheReferenceGreedyTokens) {
+  // The fixture's text part after <bos> is 487 167 430 26 81 and the newline (id 5 in its vocabulary).
+  auto r = RunGemmarun("generate -m " + DataDir() + "/paligemma --image " + DataDir() +
+                       "/paligemma/image.png --ids 487,167,430,26,81,5 -n 10");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "5 5 5 5 5 5 5 5 5 5 \n");
+}
+
+TEST(CliTest, DtypeConvertsAtLoadAndKeepsGreedyTokens) {
+  // The first reference greedy tokens survive bf16 and q8_0 re-encoding of this fixture.
+  for (const char* dtype : {"bf16", "q8_0"}) {
+    auto r = RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,369,137,41,124,111,365 -n 4 --dtype " + dtype);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "365 365 457 457 \n") << dtype;
+  }
+  EXPECT_EQ(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2 --dtype q3").exit_code, 1);
+}
+
+TEST(CliTest, ImageErrorsAreOneLine) {
+  ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/paligemma --image /nonexistent.png --ids 5"),
+                     "/nonexistent.png");
+  ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --image " + DataDir() +
+                                 "/paligemma/image.png --ids 5"),
+                     "take no image");
+}
+
 TEST(CliTest, MissingModelIsOneLine) {
   ExpectOneLineError(RunGemmarun("generate -m /nonexistent/model --ids 2"), "no such file or folder");
 }
