@@ -9,6 +9,7 @@
 
 #include "cli/cli_test.h"
 #include "gemmarun/chat.h"
+#include "testing/codegemma_tokenizer.h"
 #include "testing/random_model.h"
 
 namespace gemmarun {
@@ -112,7 +113,7 @@ TEST_F(ChatTest, SystemPromptIsRejectedByGemma2Template) {
 TEST(CompleteTest, PrintPromptBuildsTheDocumentedIds) {
   const fs::path dir = fs::temp_directory_path() / ("gr_fim_model_" + std::to_string(::getpid()));
   ASSERT_TRUE(testing::WriteRandomModel(kConfig, dir.string()).ok());
-  fs::copy_file(testing::DataDir() + "/tokenizer/codegemma/tokenizer.json", dir / "tokenizer.json");
+  fs::copy_file(testing::CodeGemmaTokenizerJson(), dir / "tokenizer.json");
   const fs::path context = dir / "util.py";
   std::ofstream(context) << "import math\n";
   std::ofstream(dir / "prefix.py") << "def add(a, b):\n    ";
