@@ -11,7 +11,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "tokenizer/tokenizer.h"
+#include "gemmarun/tokenizer.h"
 
 namespace gemmarun::cli {
 namespace {
@@ -42,14 +42,13 @@ struct DetokenizeFlags {
   bool skip_special = false;
 };
 
-Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const TokenizerFlags& flags) {
+Result<std::unique_ptr<Tokenizer>> LoadFlagsTokenizer(const TokenizerFlags& flags) {
   // Checked here rather than with CLI11's excludes(), so that the mistake
   // reads as one "error: ..." line like every other failure.
   if (flags.model.empty() == flags.tokenizer.empty()) {
     return InvalidArgument("give exactly one of -m/--model and --tokenizer");
   }
-  return Tokenizer::LoadForModel(flags.model.empty() ? flags.tokenizer
-                                                     : flags.model);
+  return LoadTokenizer(flags.model.empty() ? flags.tokenizer : flags.model);
 }
 
 // All of stdin, byte for byte (a trailing newline is part of the text).
@@ -109,7 +108,7 @@ void AppendEscapedPiece(std::string_view s, std::string* out) {
 }
 
 int RunTokenize(const TokenizeFlags& flags) {
-  auto tokenizer = LoadTokenizer(flags.source);
+  auto tokenizer = LoadFlagsTokenizer(flags.source);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   std::string text = flags.text;
   if (!flags.text_given) {
@@ -175,7 +174,7 @@ Result<std::vector<int32_t>> ParseIds(std::string_view text) {
 }
 
 int RunDetokenize(const DetokenizeFlags& flags) {
-  auto tokenizer = LoadTokenizer(flags.source);
+  auto tokenizer = LoadFlagsTokenizer(flags.source);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   std::string input;
   for (const std::string& part : flags.ids) input += part + " ";

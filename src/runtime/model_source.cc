@@ -115,4 +115,11 @@ Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const P
 
 Result<ModelConfig> LoadModelConfig(const std::string& path) { return LoadHfConfig(path); }
 
+Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
+  if (!EndsWith(path, ".gguf")) return Tokenizer::LoadForModel(path);
+  GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
+  if (!file.Has("tokenizer.ggml.tokens")) return NotFound(path + ": the GGUF file has no vocabulary");
+  return TokenizerFromGguf(file);
+}
+
 }  // namespace gemmarun

@@ -111,6 +111,20 @@ TEST(CliTest, ImageErrorsAreOneLine) {
                      "take no image");
 }
 
+TEST(CliTest, TokenizeReadsStdinVerbatimAndDetokenizeInverts) {
+  const std::string tokenizer = " --tokenizer " + DataDir() + "/tokenizer/gemma/tokenizer.json";
+  // Ids from HF tokenizers; stdin keeps its trailing newline (id 108).
+  auto r = RunGemmarun("tokenize --json" + tokenizer, "Hello, world!\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"ids\": [4521, 235269, 2134, 235341, 108]"), std::string::npos) << r.out;
+  auto with_bos = RunGemmarun("tokenize --json --bos" + tokenizer + " 'Hello, world!'");
+  EXPECT_NE(with_bos.out.find("[2, 4521, 235269, 2134, 235341]"), std::string::npos) << with_bos.out;
+  auto text = RunGemmarun("detokenize" + tokenizer + " 4521,235269,2134,235341");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.substr(0, 13), "Hello, world!");
+  ExpectOneLineError(RunGemmarun("tokenize --tokenizer /nonexistent.json hi"), "/nonexistent.json");
+}
+
 TEST(CliTest, MissingModelIsOneLine) {
   ExpectOneLineError(RunGemmarun("generate -m /nonexistent/model --ids 2"), "no such file or folder");
 }
@@ -165,7 +179,8 @@ TEST(CliTest, PromptLongerThanContextIsOneLine) {
 }
 
 TEST(CliTest, EverySubcommandHasHelpWithExamples) {
-  for (const char* command : {"generate", "verify"}) {
+  for (const char* command : {"generate", "verify", "chat", "complete", "inspect", "tokenize", "detokenize",
+                              "perplexity"}) {
     auto r = RunGemmarun(std::string(command) + " --help");
     EXPECT_EQ(r.exit_code, 0) << command;
     EXPECT_NE(r.out.find("Example"), std::string::npos) << command << "\n" << r.out;
