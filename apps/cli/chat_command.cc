@@ -80,14 +80,10 @@ int Run(const ChatFlags& flags) {
     }
     const GenerateResult& g = turn->generation;
     if (flags.json) {
-      nlohmann::json out;
+      nlohmann::json out = GenerationJson(g, turn->prefilled_tokens, g.prefill_seconds);
       out["text"] = g.text;
       out["prefilled_tokens"] = turn->prefilled_tokens;
-      out["generated_tokens"] = g.tokens.size();
       out["context_tokens"] = (*chat)->session().length();
-      out["prefill_tokens_per_second"] = g.prefill_seconds > 0 ? turn->prefilled_tokens / g.prefill_seconds : 0.0;
-      out["decode_tokens_per_second"] = g.decode_seconds > 0 ? g.tokens.size() / g.decode_seconds : 0.0;
-      out["stop_reason"] = StopReasonName(g.stop_reason);
       std::printf("%s\n", out.dump().c_str());
     } else {
       std::printf("\n");

@@ -52,6 +52,18 @@ Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads,
   return engine;
 }
 
+nlohmann::json GenerationJson(const GenerateResult& result, int64_t prompt_tokens, double prefill_seconds) {
+  nlohmann::json out;
+  out["prompt_tokens"] = prompt_tokens;
+  out["generated_tokens"] = result.tokens.size();
+  out["prefill_seconds"] = prefill_seconds;
+  out["decode_seconds"] = result.decode_seconds;
+  out["prefill_tokens_per_second"] = prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0;
+  out["decode_tokens_per_second"] = result.decode_seconds > 0 ? result.tokens.size() / result.decode_seconds : 0.0;
+  out["stop_reason"] = StopReasonName(result.stop_reason);
+  return out;
+}
+
 void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling) {
   app->add_option("--temp", sampling->temperature, "temperature; 0 = greedy")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

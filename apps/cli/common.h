@@ -5,6 +5,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "gemmarun/engine.h"
 
@@ -33,6 +34,10 @@ class ProgressBar {
 // Loads a model with a progress bar; -t/--threads and -c/--ctx-size apply.
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
                                            const std::string& weight_dtype = "");
+
+// The figures every generating command reports with --json: token counts,
+// prefill/decode seconds and tokens/s, and the stop reason.
+nlohmann::json GenerationJson(const GenerateResult& result, int64_t prompt_tokens, double prefill_seconds);
 
 // Adds --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed.
 void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling);

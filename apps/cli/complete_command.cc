@@ -104,14 +104,8 @@ int Run(const CompleteFlags& flags) {
   auto result = (*session)->Generate(prompt, options);
   if (!result.ok()) return Fail(result.status());
   if (flags.json) {
-    nlohmann::json out;
+    nlohmann::json out = GenerationJson(*result, result->prompt_tokens, result->prefill_seconds);
     out["middle"] = result->text;
-    out["prompt_tokens"] = result->prompt_tokens;
-    out["generated_tokens"] = result->tokens.size();
-    out["prefill_tokens_per_second"] = result->prefill_seconds > 0 ? result->prompt_tokens / result->prefill_seconds : 0.0;
-    out["decode_tokens_per_second"] =
-        result->decode_seconds > 0 ? result->tokens.size() / result->decode_seconds : 0.0;
-    out["stop_reason"] = StopReasonName(result->stop_reason);
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     std::printf("\n");

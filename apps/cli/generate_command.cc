@@ -113,17 +113,9 @@ int Run(const GenerateFlags& flags) {
   const int64_t prompt_tokens = prefill.image != nullptr ? static_cast<int64_t>(prompt.size()) : result->prompt_tokens;
   const double prefill_seconds = result->prefill_seconds + image_prefill_seconds;
   if (flags.json) {
-    nlohmann::json out;
+    nlohmann::json out = GenerationJson(*result, prompt_tokens, prefill_seconds);
     out["text"] = result->text;
     out["tokens"] = result->tokens;
-    out["prompt_tokens"] = prompt_tokens;
-    out["generated_tokens"] = result->tokens.size();
-    out["prefill_seconds"] = prefill_seconds;
-    out["decode_seconds"] = result->decode_seconds;
-    out["prefill_tokens_per_second"] = prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0;
-    out["decode_tokens_per_second"] =
-        result->decode_seconds > 0 ? result->tokens.size() / result->decode_seconds : 0.0;
-    out["stop_reason"] = StopReasonName(result->stop_reason);
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     std::printf("\n");

@@ -135,28 +135,35 @@ Status ParseDtype(const Fields& fields, DType* out) {
 }
 
 // Gemma 1 / 2 / 3 text decoders; `family` is already known from model_type.
-Status ParseGemmaText(const Fields& f, ModelFamily family, ModelConfig* c) {
+// Fields every family shares: sizes, heads, layer count, norm epsilon, special
+// ids, dtype. `intermediate` is config.json's intermediate_size as written.
+Status ParseCommonFields(const Fields& f, ModelConfig* c, int* intermediate, int* num_layers) {
   GR_RETURN_IF_ERROR(f.Int("vocab_size", &c->vocab_size, true));
   GR_RETURN_IF_ERROR(f.Int("hidden_size", &c->model_dim, true));
-  GR_RETURN_IF_ERROR(f.Int("intermediate_size", &c->ff_hidden_dim, true));
+  GR_RETURN_IF_ERROR(f.Int("intermediate_size", intermediate, true));
   GR_RETURN_IF_ERROR(f.Int("num_attention_heads", &c->num_heads, true));
-  int num_layers = 0;
-  GR_RETURN_IF_ERROR(f.Int("num_hidden_layers", &num_layers, true));
+  GR_RETURN_IF_ERROR(f.Int("num_hidden_layers", num_layers, true));
   c->num_kv_heads = c->num_heads;
   GR_RETURN_IF_ERROR(f.Int("num_key_value_heads", &c->num_kv_heads, false));
   c->head_dim = c->num_heads > 0 ? c->model_dim / c->num_heads : 0;
   GR_RETURN_IF_ERROR(f.Int("head_dim", &c->head_dim, false));
-  c->rotary_dim = c->head_dim;
-  c->max_seq_len = 8192;
-  GR_RETURN_IF_ERROR(f.Int("max_position_embeddings", &c->max_seq_len, false));
   GR_RETURN_IF_ERROR(f.Float("rms_norm_eps", &c->rms_norm_eps, false));
   GR_RETURN_IF_ERROR(f.Int("bos_token_id", &c->bos_id, false));
   GR_RETURN_IF_ERROR(f.Int("pad_token_id", &c->pad_id, false));
   GR_RETURN_IF_ERROR(f.IdList("eos_token_id", &c->eos_ids));
   GR_RETURN_IF_ERROR(ParseDtype(f, &c->weight_dtype));
-  if (num_layers <= 0 || num_layers > 4096) {
-    return InvalidArgument(f.where() + ": num_hidden_layers " + std::to_string(num_layers) + " is out of range");
+  if (*num_layers <= 0 || *num_layers > 4096) {
+    return InvalidArgument(f.where() + ": num_hidden_layers " + std::to_string(*num_layers) + " is out of range");
   }
+  return Status::Ok();
+}
+
+Status ParseGemmaText(const Fields& f, ModelFamily family, ModelConfig* c) {
+  int num_layers = 0;
+  GR_RETURN_IF_ERROR(ParseCommonFields(f, c, &c->ff_hidden_dim, &num_layers));
+  c->rotary_dim = c->head_dim;
+  c->max_seq_len = 8192;
+  GR_RETURN_IF_ERROR(f.Int("max_position_embeddings", &c->max_seq_len, false));
 
   // ref: HF modeling_gemma2/3: scaling = query_pre_attn_scalar ** -0.5 (Gemma 1: head_dim ** -0.5).
   float query_pre_attn_scalar = static_cast<float>(c->head_dim);
@@ -228,18 +235,9 @@ Status ParseGemmaText(const Fields& f, ModelFamily family, ModelConfig* c) {
 }
 
 Status ParseRecurrentGemma(const Fields& f, ModelConfig* c) {
-  GR_RETURN_IF_ERROR(f.Int("vocab_size", &c->vocab_size, true));
-  GR_RETURN_IF_ERROR(f.Int("hidden_size", &c->model_dim, true));
-  int intermediate = 0;
-  GR_RETURN_IF_ERROR(f.Int("intermediate_size", &intermediate, true));
+  int intermediate = 0, num_layers = 0;
+  GR_RETURN_IF_ERROR(ParseCommonFields(f, c, &intermediate, &num_layers));
   c->ff_hidden_dim = intermediate / 2;  // ref: HF RecurrentGemmaMlp uses intermediate_size // 2
-  GR_RETURN_IF_ERROR(f.Int("num_attention_heads", &c->num_heads, true));
-  int num_layers = 0;
-  GR_RETURN_IF_ERROR(f.Int("num_hidden_layers", &num_layers, true));
-  c->num_kv_heads = c->num_heads;
-  GR_RETURN_IF_ERROR(f.Int("num_key_value_heads", &c->num_kv_heads, false));
-  c->head_dim = c->num_heads > 0 ? c->model_dim / c->num_heads : 0;
-  GR_RETURN_IF_ERROR(f.Int("head_dim", &c->head_dim, false));
   float partial_rotary = 0.5f;
   GR_RETURN_IF_ERROR(f.Float("partial_rotary_factor", &partial_rotary, false));
   c->rotary_dim = static_cast<int>(c->head_dim * partial_rotary);
@@ -251,20 +249,12 @@ Status ParseRecurrentGemma(const Fields& f, ModelConfig* c) {
   GR_RETURN_IF_ERROR(f.Int("attention_window_size", &window, false));
   c->final_softcap = 30.0f;
   GR_RETURN_IF_ERROR(f.Float("logits_soft_cap", &c->final_softcap, false));
-  GR_RETURN_IF_ERROR(f.Float("rms_norm_eps", &c->rms_norm_eps, false));
-  GR_RETURN_IF_ERROR(f.Int("bos_token_id", &c->bos_id, false));
-  GR_RETURN_IF_ERROR(f.Int("pad_token_id", &c->pad_id, false));
-  GR_RETURN_IF_ERROR(f.IdList("eos_token_id", &c->eos_ids));
-  GR_RETURN_IF_ERROR(ParseDtype(f, &c->weight_dtype));
   RopeSettings rope;
   GR_RETURN_IF_ERROR(ParseRope(f, "full_attention", &rope));
   c->query_scale = 1.0f / std::sqrt(static_cast<float>(c->head_dim));
   c->mlp_bias = true;
   // Recurrent state does not grow; the attention layers are windowed.
   c->max_seq_len = 1 << 30;
-  if (num_layers <= 0 || num_layers > 4096) {
-    return InvalidArgument(f.where() + ": num_hidden_layers " + std::to_string(num_layers) + " is out of range");
-  }
   if (window <= 0) return InvalidArgument(f.where() + ": attention_window_size must be positive");
   std::vector<std::string> block_types = {"recurrent", "recurrent", "attention"};
   // Hub configs spell it "_block_types"; transformers writes "block_types".
