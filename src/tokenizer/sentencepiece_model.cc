@@ -350,7 +350,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromVocabulary(
     if ((t == PieceType::kControl || t == PieceType::kUserDefined ||
          t == PieceType::kUnknown) &&
         !model->pieces[id].empty()) {
-      model->literals.Add(model->pieces[id], id);
+      // Literals are matched in the normalized text, where spaces are "▁";
+      // GGUF stores Gemma 3's whitespace pieces ("  ", id 138) with spaces.
+      std::string literal;
+      tokenizer_internal::ReplaceAll(model->pieces[id], " ", "\xe2\x96\x81", &literal);
+      model->literals.Add(literal, id);
     }
   }
   tokenizer_internal::BuildLookupTables(model.get());

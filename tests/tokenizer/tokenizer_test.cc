@@ -315,5 +315,15 @@ TEST(TokenizerTest, VocabularyArraysAreValidated) {
             (std::vector<int32_t>{3, 4, 0, 3}));
 }
 
+// Gemma 3's GGUF stores its whitespace pieces as user-defined symbols spelled
+// with spaces ("  " is id 138), not "▁▁": they must still match runs of spaces.
+TEST(TokenizerTest, VocabularyWhitespaceSymbolsMatchSpaces) {
+  auto vocab = Tokenizer::FromVocabulary({"<unk>", "a", "▁", "  ", "   "}, {0, -1, -2, -1000, -1000},
+                                         {2, 1, 1, 4, 4}, {});
+  ASSERT_TRUE(vocab.ok()) << vocab.status().message();
+  EXPECT_EQ((*vocab)->Encode("a  a   a", false).value(), (std::vector<int32_t>{1, 3, 1, 4, 1}));
+  EXPECT_EQ((*vocab)->Decode(std::vector<int32_t>{1, 3, 1}).value(), "a  a");
+}
+
 }  // namespace
 }  // namespace gemmarun
