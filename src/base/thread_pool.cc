@@ -1,11 +1,45 @@
 #include "base/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace gemmarun {
+namespace {
+
+// How long a waiting thread polls before it blocks. Longer than the serial work
+// between two ops of a decode step (norms, RoPE, sampling: microseconds), short
+// enough that an idle pool goes quiet at once for a human observer.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// Polls `done` for up to kSpin; true if it became true. Yields now and then so
+// that on an oversubscribed machine the thread we wait for gets the core.
+template <class Done>
+bool SpinUntil(Done&& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (uint32_t i = 1;; ++i) {
+    if (done()) return true;
+    CpuRelax();
+    if (i % 256 == 0) {
+      if (std::chrono::steady_clock::now() > deadline) return done();
+      if (i % 4096 == 0) std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   const int workers = std::max(0, num_threads - 1);
@@ -18,25 +52,34 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true);
   }
   work_ready_.notify_all();
   for (auto& worker : workers_) worker.join();
 }
 
 void ThreadPool::WorkerLoop(int index) {
-  size_t seen_generation = 0;
+  uint64_t seen = 0;
   while (true) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-    if (stopping_) return;
-    seen_generation = generation_;
+    uint64_t generation = seen;
+    auto has_work = [&] {
+      generation = generation_.load();  // seq_cst: pairs with sleeping_workers_
+      return generation != seen || stopping_.load();
+    };
+    if (!SpinUntil(has_work)) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleeping_workers_.fetch_add(1);
+      work_ready_.wait(lock, has_work);
+      sleeping_workers_.fetch_sub(1);
+    }
+    if (stopping_.load()) return;
+    seen = generation;
     const auto [begin, end] = chunks_[index];
-    const auto* body = body_;
-    lock.unlock();
-    if (begin < end) (*body)(begin, end, index);
-    lock.lock();
-    if (--pending_ == 0) work_done_.notify_one();
+    if (begin < end) (*body_)(begin, end, index);
+    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      work_done_.notify_one();
+    }
   }
 }
 
@@ -51,21 +94,26 @@ void ThreadPool::ParallelFor(size_t count, size_t grain,
     return;
   }
   const size_t units_per_thread = (units + threads - 1) / threads;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t t = 0; t < chunks_.size(); ++t) {
-      const size_t begin = std::min(count, t * units_per_thread * grain);
-      const size_t end = std::min(count, (t + 1) * units_per_thread * grain);
-      chunks_[t] = {begin, end};
-    }
-    body_ = &body;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+  for (size_t t = 0; t < chunks_.size(); ++t) {
+    const size_t begin = std::min(count, t * units_per_thread * grain);
+    const size_t end = std::min(count, (t + 1) * units_per_thread * grain);
+    chunks_[t] = {begin, end};
   }
-  work_ready_.notify_all();
+  body_ = &body;
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1);  // seq_cst: publishes chunks_ and body_
+  if (sleeping_workers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    work_ready_.notify_all();
+  }
   if (chunks_[0].first < chunks_[0].second) body(chunks_[0].first, chunks_[0].second, 0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  work_done_.wait(lock, [&] { return pending_ == 0; });
+  auto all_done = [&] { return pending_.load() == 0; };  // seq_cst: pairs with caller_sleeping_
+  if (!SpinUntil(all_done)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    caller_sleeping_.store(true);
+    work_done_.wait(lock, all_done);
+    caller_sleeping_.store(false);
+  }
 }
 
 int ThreadPool::DefaultThreadCount() {

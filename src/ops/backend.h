@@ -62,6 +62,33 @@ class Backend {
   virtual void SoftCap(const TensorView& x, float cap) = 0;
   // Copies rows of f32 src into f32 dst (both [rows, cols]): used for cache writes.
   virtual void CopyRows(const TensorView& src, const TensorView& dst) = 0;
+
+  // Griffin (RecurrentGemma) temporal mixing; ref: architectures.md §5.2.
+  //
+  // Depthwise causal convolution over time of x [num_tokens, channels] with weight
+  // [channels, width] (tap width-1 multiplies the current step) and bias [channels]:
+  // out[t, c] = bias[c] + sum_k weight[c, k] * in[t - (width-1) + k, c], where in is x
+  // preceded by state [width-1, channels], the inputs before row 0, oldest first. On
+  // return state holds the last width-1 inputs of that joined sequence. out must not
+  // alias x or state.
+  virtual void CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias,
+                            const TensorView& state, const TensorView& out) = 0;
+  // Per head h of x [num_tokens, num_heads * block]: out_h = x_h @ w[h] + bias[h], with
+  // w [num_heads, block, block] stored [in, out] (not transposed like MatMul's weights)
+  // and bias [num_heads, block]. out must not alias x.
+  virtual void BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
+                                   const TensorView& out) = 0;
+  // The RG-LRU scan over num_tokens rows whose row 0 is sequence index first_index;
+  // every argument but recurrent_param and state is [num_tokens, channels]:
+  //   log_a = -8 * sigmoid(recurrent_gate) * softplus(recurrent_param)
+  //   h     = a * h + x * sigmoid(input_gate) * sqrt(1 - a^2)   (a = exp(log_a))
+  //   out   = h
+  // At sequence index 0 (a reset) a = 0 and the multiplier is 1: h = x * sigmoid(input_gate),
+  // whatever h held. state [channels] f32 holds h before row 0 and after the last row.
+  // out may alias x.
+  virtual void RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
+                     const TensorView& recurrent_param, int64_t first_index, const TensorView& state,
+                     const TensorView& out) = 0;
 };
 
 }  // namespace gemmarun

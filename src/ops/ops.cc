@@ -102,4 +102,57 @@ void CopyRows(const OpContext& ctx, const TensorView& src, const TensorView& dst
   ctx.backend->CopyRows(src, dst);
 }
 
+void CausalConv1D(const OpContext& ctx, const TensorView& x, const TensorView& weight, const TensorView& bias,
+                  const TensorView& state, const TensorView& out) {
+  CheckF32(x, "CausalConv1D", "x");
+  CheckF32(weight, "CausalConv1D", "weight");
+  CheckF32(bias, "CausalConv1D", "bias");
+  CheckF32(out, "CausalConv1D", "out");
+  const int64_t channels = x.shape.cols();
+  const int64_t width = weight.shape.cols();
+  GR_CHECK(weight.shape.rank() == 2 && weight.shape.rows() == channels && bias.shape.elements() == channels &&
+           out.shape == x.shape)
+      << "CausalConv1D: x " << x.shape.ToString() << " weight " << weight.shape.ToString() << " bias "
+      << bias.shape.ToString() << " out " << out.shape.ToString();
+  // A width-1 convolution carries no state (the view may then be empty).
+  GR_CHECK(state.shape.elements() == (width - 1) * channels && (width == 1 || state.dtype == DType::kF32))
+      << "CausalConv1D: state " << state.shape.ToString() << ", expected [" << width - 1 << ", " << channels << "]";
+  GR_CHECK(out.data != x.data && (width == 1 || out.data != state.data)) << "CausalConv1D: out aliases an input";
+  ctx.backend->CausalConv1D(x, weight, bias, state, out);
+}
+
+void BlockDiagonalMatMul(const OpContext& ctx, const TensorView& x, const TensorView& w, const TensorView& bias,
+                         const TensorView& out) {
+  CheckF32(x, "BlockDiagonalMatMul", "x");
+  CheckF32(w, "BlockDiagonalMatMul", "w");
+  CheckF32(bias, "BlockDiagonalMatMul", "bias");
+  CheckF32(out, "BlockDiagonalMatMul", "out");
+  GR_CHECK(w.shape.rank() == 3 && w.shape[1] == w.shape[2] && w.shape[0] * w.shape[1] == x.shape.cols() &&
+           bias.shape.elements() == x.shape.cols() && out.shape.elements() == x.shape.elements() &&
+           out.shape.cols() == x.shape.cols())
+      << "BlockDiagonalMatMul: x " << x.shape.ToString() << " w " << w.shape.ToString() << " bias "
+      << bias.shape.ToString() << " out " << out.shape.ToString();
+  GR_CHECK(out.data != x.data) << "BlockDiagonalMatMul: out aliases x";
+  ctx.backend->BlockDiagonalMatMul(x, w, bias, out);
+}
+
+void RgLru(const OpContext& ctx, const TensorView& x, const TensorView& input_gate,
+           const TensorView& recurrent_gate, const TensorView& recurrent_param, int64_t first_index,
+           const TensorView& state, const TensorView& out) {
+  CheckF32(x, "RgLru", "x");
+  CheckF32(input_gate, "RgLru", "input_gate");
+  CheckF32(recurrent_gate, "RgLru", "recurrent_gate");
+  CheckF32(recurrent_param, "RgLru", "recurrent_param");
+  CheckF32(state, "RgLru", "state");
+  CheckF32(out, "RgLru", "out");
+  const int64_t channels = x.shape.cols();
+  GR_CHECK(input_gate.shape == x.shape && recurrent_gate.shape == x.shape && out.shape == x.shape &&
+           recurrent_param.shape.elements() == channels && state.shape.elements() == channels)
+      << "RgLru: x " << x.shape.ToString() << " gates " << input_gate.shape.ToString() << ", "
+      << recurrent_gate.shape.ToString() << " param " << recurrent_param.shape.ToString() << " state "
+      << state.shape.ToString() << " out " << out.shape.ToString();
+  GR_CHECK(first_index >= 0) << "RgLru: first_index " << first_index;
+  ctx.backend->RgLru(x, input_gate, recurrent_gate, recurrent_param, first_index, state, out);
+}
+
 }  // namespace gemmarun::ops

@@ -36,4 +36,13 @@ void Mul(const OpContext& ctx, const TensorView& a, const TensorView& b, const T
 void SoftCap(const OpContext& ctx, const TensorView& x, float cap);
 void CopyRows(const OpContext& ctx, const TensorView& src, const TensorView& dst);
 
+// Griffin's Conv1D, block-diagonal gates and RG-LRU scan (see Backend for the math).
+void CausalConv1D(const OpContext& ctx, const TensorView& x, const TensorView& weight, const TensorView& bias,
+                  const TensorView& state, const TensorView& out);
+void BlockDiagonalMatMul(const OpContext& ctx, const TensorView& x, const TensorView& w, const TensorView& bias,
+                         const TensorView& out);
+void RgLru(const OpContext& ctx, const TensorView& x, const TensorView& input_gate,
+           const TensorView& recurrent_gate, const TensorView& recurrent_param, int64_t first_index,
+           const TensorView& state, const TensorView& out);
+
 }  // namespace gemmarun::ops

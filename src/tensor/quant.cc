@@ -276,4 +276,44 @@ float DotRow(DType type, const void* w_row, const float* x, size_t count) {
   return static_cast<float>(sum);
 }
 
+void QuantizeActivationsQ8(const float* x, size_t count, int8_t* qs, float* scales) {
+  GR_CHECK(count % kQK == 0) << "QuantizeActivationsQ8: " << count << " values";
+  for (size_t b = 0; b < count / kQK; ++b) {
+    const float* in = x + b * kQK;
+    float amax = 0.0f;
+    for (size_t j = 0; j < kQK; ++j) {
+      const float a = std::fabs(in[j]);
+      amax = a > amax ? a : amax;  // a NaN never wins
+    }
+    scales[b] = amax / 127.0f;
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (size_t j = 0; j < kQK; ++j) {
+      // Clamp first (fmax/fmin drop a NaN), then round to nearest even by adding
+      // and subtracting 1.5 * 2^23: exact IEEE steps, so SIMD copies can match.
+      const float v = std::fmin(std::fmax(in[j] * id, -127.0f), 127.0f);
+      const float rounded = (v + 12582912.0f) - 12582912.0f;
+      qs[b * kQK + j] = static_cast<int8_t>(rounded);
+    }
+  }
+}
+
+float DotRowQ8Activations(DType type, const void* w_row, const int8_t* qs, const float* scales,
+                          size_t count) {
+  constexpr size_t kChunk = kQKK;
+  GR_CHECK(IsQuantized(type) && count % kQK == 0);
+  Blocks(type, count);
+  const auto* w = static_cast<const uint8_t*>(w_row);
+  float scratch[kChunk];
+  double sum = 0.0;
+  for (size_t done = 0; done < count; done += kChunk) {
+    const size_t n = std::min(kChunk, count - done);
+    DequantizeRow(type, w + RowBytes(type, done), scratch, n);
+    for (size_t j = 0; j < n; ++j) {
+      const size_t i = done + j;
+      sum += static_cast<double>(scratch[j]) * (static_cast<double>(qs[i]) * scales[i / kQK]);
+    }
+  }
+  return static_cast<float>(sum);
+}
+
 }  // namespace gemmarun

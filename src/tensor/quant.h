@@ -74,4 +74,20 @@ bool QuantizeRow(DType type, const float* src, void* dst, size_t count);
 // dequantizes block by block and accumulates in double. Slow; for tests.
 float DotRow(DType type, const void* w_row, const float* x, size_t count);
 
+// Activations quantized for the integer matmul kernels (backend/cpu): per 32
+// values an f32 scale d = max|x| / 127 and int8 codes q = round(x * 127 / max|x|)
+// in [-127, 127], rounded to nearest even. This is ggml's Q8_0 activation format
+// (quantize_row_q8_0, whose SIMD path also rounds to even) except that the scale
+// stays f32 instead of being rounded to f16: the same approximation llama.cpp
+// makes for Q8_0/Q4_0/Q5_0 weights, slightly finer than its per-256 Q8_K for
+// K-quants. count must be a multiple of 32; writes count codes and count / 32
+// scales. A block holding a NaN or inf gives unspecified codes (no UB).
+void QuantizeActivationsQ8(const float* x, size_t count, int8_t* qs, float* scales);
+
+// Reference for the integer kernels: the dot product of a stored weight row with
+// activations quantized as above, sum_i w_i * (qs_i * scales[i / 32]),
+// accumulated in double. Weights dequantize exactly as DequantizeRow does.
+float DotRowQ8Activations(DType type, const void* w_row, const int8_t* qs, const float* scales,
+                          size_t count);
+
 }  // namespace gemmarun

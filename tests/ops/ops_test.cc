@@ -3,7 +3,9 @@
 // 1 and several threads. Tolerances scale with the operand magnitudes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -159,6 +161,103 @@ TEST_P(OpsTest, GeluMulAndSoftCapMatchReference) {
   const auto expected = reference::SoftCap(x, 30.0f);
   ops::SoftCap(ctx_, View(x, Shape{100}), 30.0f);
   ExpectNear(x, expected, 1e-4);
+}
+
+// Griffin ops. The state-carrying ones are also fed in chunks: any split of a
+// sequence must leave the same state and outputs as feeding it whole.
+TEST_P(OpsTest, CausalConv1DMatchesReferenceAndCarriesStateAcrossChunks) {
+  for (int width : {1, 2, 4}) {
+    for (int channels : {1, 7, 64, 100}) {
+      for (int tokens : {1, 2, 3, 9}) {
+        const int history = width - 1;
+        std::vector<float> x = RandomFloats(tokens * channels, 20), w = RandomFloats(channels * width, 21);
+        std::vector<float> b = RandomFloats(channels, 22), state = RandomFloats(history * channels, 23);
+        std::vector<float> expected_state = state;
+        const Shape shape{tokens, channels};
+        const auto expected = reference::CausalConv1D(View(x, shape), View(w, Shape{channels, width}),
+                                                      View(b, Shape{channels}), expected_state);
+        // Whole, then split at every token (chunks of one, as decoding does).
+        for (int chunk : {tokens, 1}) {
+          std::vector<float> st = state, out(tokens * channels);
+          for (int begin = 0; begin < tokens; begin += chunk) {
+            const int n = std::min(chunk, tokens - begin);
+            const TensorView state_view{history > 0 ? st.data() : nullptr, DType::kF32, Shape{history, channels}};
+            ops::CausalConv1D(ctx_, TensorView{x.data() + begin * channels, DType::kF32, Shape{n, channels}},
+                              View(w, Shape{channels, width}), View(b, Shape{channels}), state_view,
+                              TensorView{out.data() + begin * channels, DType::kF32, Shape{n, channels}});
+          }
+          SCOPED_TRACE("width " + std::to_string(width) + " channels " + std::to_string(channels) + " tokens " +
+                       std::to_string(tokens) + " chunk " + std::to_string(chunk));
+          ExpectNear(out, expected, 1e-5 * width);
+          ExpectNear(st, expected_state, 0.0);  // the state is a copy of inputs: exact
+        }
+      }
+    }
+  }
+}
+
+TEST_P(OpsTest, BlockDiagonalMatMulMatchesReference) {
+  for (auto [tokens, heads, block] : {std::tuple{1, 1, 1}, {3, 4, 16}, {5, 2, 17}, {2, 10, 33}}) {
+    const int channels = heads * block;
+    std::vector<float> x = RandomFloats(tokens * channels, 24), w = RandomFloats(heads * block * block, 25);
+    std::vector<float> b = RandomFloats(channels, 26), out(tokens * channels);
+    const Shape shape{tokens, channels};
+    ops::BlockDiagonalMatMul(ctx_, View(x, shape), View(w, Shape{heads, block, block}), View(b, Shape{heads, block}),
+                             View(out, shape));
+    const auto expected =
+        reference::BlockDiagonalMatMul(View(x, shape), View(w, Shape{heads, block, block}), View(b, Shape{heads, block}));
+    ExpectNear(out, expected, 2e-6 * std::sqrt(block) * 4);
+  }
+}
+
+TEST_P(OpsTest, RgLruMatchesReferenceWithResetAndChunks) {
+  for (int channels : {1, 7, 64, 257}) {
+    for (int first_index : {0, 5}) {
+      const int tokens = 11;
+      const Shape shape{tokens, channels};
+      std::vector<float> x = RandomFloats(tokens * channels, 27), gx = RandomFloats(tokens * channels, 28, 2.0f);
+      std::vector<float> ga = RandomFloats(tokens * channels, 29, 2.0f);
+      // Parameters from strongly negative (a near 1: sqrt(1 - a²) needs care) to past
+      // softplus's linear threshold.
+      std::vector<float> param = RandomFloats(channels, 30, 4.0f);
+      param[0] = channels > 1 ? -12.0f : param[0];
+      if (channels > 2) param[1] = 25.0f;
+      std::vector<float> state = RandomFloats(channels, 31);
+      std::vector<float> expected_state = state;
+      const auto expected = reference::RgLru(View(x, shape), View(gx, shape), View(ga, shape),
+                                             View(param, Shape{channels}), first_index, expected_state);
+      for (int chunk : {tokens, 4, 1}) {
+        std::vector<float> h = state, out = x;  // out aliases x, as the model calls it
+        for (int begin = 0; begin < tokens; begin += chunk) {
+          const int n = std::min(chunk, tokens - begin);
+          auto rows = [&](std::vector<float>& v) {
+            return TensorView{v.data() + begin * channels, DType::kF32, Shape{n, channels}};
+          };
+          ops::RgLru(ctx_, rows(out), rows(gx), rows(ga), View(param, Shape{channels}), first_index + begin,
+                     View(h, Shape{channels}), rows(out));
+        }
+        SCOPED_TRACE("channels " + std::to_string(channels) + " first " + std::to_string(first_index) + " chunk " +
+                     std::to_string(chunk));
+        ExpectNear(out, expected, 2e-6);
+        ExpectNear(h, expected_state, 2e-6);
+      }
+    }
+  }
+}
+
+TEST_P(OpsTest, RgLruResetIgnoresTheIncomingState) {
+  const int channels = 9;
+  const Shape shape{1, channels};
+  std::vector<float> x = RandomFloats(channels, 32), gx = RandomFloats(channels, 33), ga = RandomFloats(channels, 34);
+  std::vector<float> param = RandomFloats(channels, 35);
+  std::vector<float> h(channels, std::numeric_limits<float>::infinity()), out(channels);
+  std::vector<float> zero(channels, 0.0f);
+  const auto expected = reference::RgLru(View(x, shape), View(gx, shape), View(ga, shape),
+                                         View(param, Shape{channels}), 0, zero);
+  ops::RgLru(ctx_, View(x, shape), View(gx, shape), View(ga, shape), View(param, Shape{channels}), 0,
+             View(h, Shape{channels}), View(out, shape));
+  // At index 0: h = x * sigmoid(gate_x), whatever h held.
+  ExpectNear(out, expected, 1e-6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, OpsTest, ::testing::Values(1, 3));

@@ -6,25 +6,13 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/matmul.h"
 #include "base/check.h"
 #include "base/thread_pool.h"
 #include "tensor/quant.h"
 
 namespace gemmarun {
 namespace {
-
-// Dot product of one stored weight row with an f32 activation row. Plain types
-// go straight to SIMD; block-quantized rows are expanded into `scratch` first.
-float DotWeightRow(DType dtype, const uint8_t* w_row, const float* x, size_t k, float* scratch) {
-  switch (dtype) {
-    case DType::kF32: return cpu::DotF32(reinterpret_cast<const float*>(w_row), x, k);
-    case DType::kBF16: return cpu::DotBF16(reinterpret_cast<const uint16_t*>(w_row), x, k);
-    case DType::kF16: return cpu::DotF16(reinterpret_cast<const uint16_t*>(w_row), x, k);
-    default:
-      DequantizeRow(dtype, w_row, scratch, k);
-      return cpu::DotF32(scratch, x, k);
-  }
-}
 
 class CpuBackend final : public Backend {
  public:
@@ -36,28 +24,7 @@ class CpuBackend final : public Backend {
 
   void MatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
               const TensorView& out) override {
-    const size_t num_tokens = x.shape.rows();
-    const size_t k = x.shape.cols();
-    const size_t n = w.shape.rows();
-    GR_CHECK(static_cast<size_t>(w.shape.cols()) == k) << "MatMul: x " << x.shape.ToString() << " w " << w.shape.ToString();
-    GR_CHECK(static_cast<size_t>(out.shape.cols()) == n && static_cast<size_t>(out.shape.rows()) == num_tokens);
-    const float* xs = x.f32();
-    float* ys = out.f32();
-    const float* b = bias.empty() ? nullptr : bias.f32();
-    const size_t w_row_bytes = w.row_bytes();
-    const bool quantized = IsQuantized(w.dtype);
-    // Rows of W are split across threads; each weight row is read once from memory
-    // and reused for every token while it sits in L1.
-    pool_.ParallelFor(n, 16, [&](size_t begin, size_t end, int thread) {
-      std::vector<float>& scratch = Scratch(thread, quantized ? k : 0);
-      for (size_t row = begin; row < end; ++row) {
-        const uint8_t* w_row = static_cast<const uint8_t*>(w.data) + row * w_row_bytes;
-        const float add = b ? b[row] : 0.0f;
-        for (size_t t = 0; t < num_tokens; ++t) {
-          ys[t * n + row] = DotWeightRow(w.dtype, w_row, xs + t * k, k, scratch.data()) + add;
-        }
-      }
-    });
+    cpu::MatMul(pool_, matmul_workspace_, x, w, bias, out);
   }
 
   void Embed(const TensorView& table, std::span<const int32_t> ids, float scale,
@@ -212,6 +179,94 @@ class CpuBackend final : public Backend {
     std::copy(src.f32(), src.f32() + src.shape.elements(), dst.f32());
   }
 
+  // Channels are independent: each thread convolves, then shifts the state of, its
+  // own range of columns. The work is tiny next to the projections around it.
+  void CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias, const TensorView& state,
+                    const TensorView& out) override {
+    const int64_t num_tokens = x.shape.rows();
+    const int64_t channels = x.shape.cols();
+    const int64_t width = weight.shape.cols();
+    const int64_t history = width - 1;
+    const float* xs = x.f32();
+    const float* w = weight.f32();
+    const float* b = bias.f32();
+    float* st = history > 0 ? state.f32() : nullptr;
+    float* ys = out.f32();
+    pool_.ParallelFor(channels, 64, [&](size_t begin, size_t end, int) {
+      for (int64_t t = 0; t < num_tokens; ++t) {
+        float* y = ys + t * channels;
+        for (size_t c = begin; c < end; ++c) y[c] = b[c];
+        for (int64_t k = 0; k < width; ++k) {
+          const int64_t time = t - history + k;  // negative: a row of the carried state
+          const float* in = time >= 0 ? xs + time * channels : st + (history + time) * channels;
+          for (size_t c = begin; c < end; ++c) y[c] += w[c * width + k] * in[c];
+        }
+      }
+      // New state row j = joined row num_tokens + j; reading ahead of the write keeps
+      // the in-place shift safe when the chunk is shorter than the history.
+      for (int64_t j = 0; j < history; ++j) {
+        const int64_t source = num_tokens + j;  // index into [state rows..., x rows...]
+        const float* in = source < history ? st + source * channels : xs + (source - history) * channels;
+        std::copy(in + begin, in + end, st + j * channels + begin);
+      }
+    });
+  }
+
+  void BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
+                           const TensorView& out) override {
+    const int64_t num_tokens = x.shape.rows();
+    const int64_t channels = x.shape.cols();
+    const int64_t heads = w.shape[0];
+    const int64_t block = w.shape[1];
+    // w[h] is [in, out]: row i of a head's block is contiguous over the outputs, so
+    // each input element adds a scaled weight row (an axpy) to the output block.
+    pool_.ParallelFor(num_tokens * heads, 1, [&](size_t begin, size_t end, int) {
+      for (size_t item = begin; item < end; ++item) {
+        const int64_t t = item / heads;
+        const int64_t h = item % heads;
+        const float* in = x.f32() + t * channels + h * block;
+        const float* wh = w.f32() + h * block * block;
+        float* o = out.f32() + t * channels + h * block;
+        std::copy(bias.f32() + h * block, bias.f32() + (h + 1) * block, o);
+        for (int64_t i = 0; i < block; ++i) cpu::Axpy(in[i], wh + i * block, o, block);
+      }
+    });
+  }
+
+  // ref: HF modeling_recurrent_gemma RecurrentGemmaRglru (+ _rnn_scan). A scan over
+  // time, parallel over channels; h stays f32 as HF's acc_dtype.
+  void RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
+             const TensorView& recurrent_param, int64_t first_index, const TensorView& state,
+             const TensorView& out) override {
+    const int64_t num_tokens = x.shape.rows();
+    const int64_t channels = x.shape.cols();
+    auto sigmoid = [](float z) { return 1.0f / (1.0f + std::exp(-z)); };
+    pool_.ParallelFor(channels, 64, [&](size_t begin, size_t end, int thread) {
+      std::vector<float>& softplus = Scratch(thread, end - begin);
+      for (size_t c = begin; c < end; ++c) {
+        const float z = recurrent_param.f32()[c];
+        softplus[c - begin] = z > 20.0f ? z : std::log1p(std::exp(z));  // torch softplus threshold 20
+      }
+      float* h = state.f32();
+      for (int64_t t = 0; t < num_tokens; ++t) {
+        // Sequence index 0 starts a document: forget h and pass the input unscaled.
+        const bool reset = first_index + t == 0;
+        const float* xs = x.f32() + t * channels;
+        const float* gx = input_gate.f32() + t * channels;
+        const float* ga = recurrent_gate.f32() + t * channels;
+        float* o = out.f32() + t * channels;
+        for (size_t c = begin; c < end; ++c) {
+          const float log_a = -8.0f * sigmoid(ga[c]) * softplus[c - begin];
+          // sqrt(1 - a²) as sqrt(-expm1(2 log a)): no cancellation when a is near 1.
+          const float multiplier = reset ? 1.0f : std::sqrt(-std::expm1(2.0f * log_a));
+          const float carried = reset ? 0.0f : std::exp(log_a) * h[c];
+          h[c] = carried + xs[c] * sigmoid(gx[c]) * multiplier;
+          o[c] = h[c];
+        }
+      }
+    });
+  }
+
  private:
   // Per-thread scratch, grown on first use and then reused: no allocation per token.
   std::vector<float>& Scratch(int thread, size_t size) {
@@ -222,6 +277,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(pool_.num_threads());
+  cpu::MatMulWorkspace matmul_workspace_{pool_.num_threads()};
 };
 
 }  // namespace

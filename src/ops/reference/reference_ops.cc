@@ -123,4 +123,65 @@ std::vector<float> SoftCap(std::span<const float> x, float cap) {
   return out;
 }
 
+std::vector<float> CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias,
+                                std::vector<float>& state) {
+  const int64_t tokens = x.shape.rows(), channels = x.shape.cols(), width = weight.shape.cols();
+  const int64_t history = width - 1;
+  // The joined sequence: state rows (oldest first), then x.
+  std::vector<double> joined((history + tokens) * channels);
+  for (int64_t i = 0; i < history * channels; ++i) joined[i] = state[i];
+  for (int64_t i = 0; i < tokens * channels; ++i) joined[history * channels + i] = x.f32()[i];
+  std::vector<float> out(tokens * channels);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t c = 0; c < channels; ++c) {
+      double sum = bias.f32()[c];
+      for (int64_t k = 0; k < width; ++k) sum += weight.f32()[c * width + k] * joined[(t + k) * channels + c];
+      out[t * channels + c] = static_cast<float>(sum);
+    }
+  }
+  for (int64_t i = 0; i < history * channels; ++i) state[i] = static_cast<float>(joined[tokens * channels + i]);
+  return out;
+}
+
+std::vector<float> BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias) {
+  const int64_t tokens = x.shape.rows(), channels = x.shape.cols();
+  const int64_t heads = w.shape[0], block = w.shape[1];
+  std::vector<float> out(tokens * channels);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t j = 0; j < block; ++j) {
+        double sum = bias.f32()[h * block + j];
+        for (int64_t i = 0; i < block; ++i) {
+          sum += static_cast<double>(x.f32()[t * channels + h * block + i]) * w.f32()[(h * block + i) * block + j];
+        }
+        out[t * channels + h * block + j] = static_cast<float>(sum);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
+                         const TensorView& recurrent_param, int64_t first_index, std::vector<float>& state) {
+  const int64_t tokens = x.shape.rows(), channels = x.shape.cols();
+  std::vector<float> out(tokens * channels);
+  auto sigmoid = [](double z) { return 1.0 / (1.0 + std::exp(-z)); };
+  for (int64_t c = 0; c < channels; ++c) {
+    const double z = recurrent_param.f32()[c];
+    const double softplus = z > 20.0 ? z : std::log1p(std::exp(z));  // as torch.nn.functional.softplus
+    double h = state[c];
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int64_t i = t * channels + c;
+      const double log_a = -8.0 * sigmoid(recurrent_gate.f32()[i]) * softplus;
+      const bool reset = first_index + t == 0;
+      const double multiplier = reset ? 1.0 : std::sqrt(1.0 - std::exp(2.0 * log_a));
+      const double carried = reset ? 0.0 : std::exp(log_a) * h;
+      h = carried + x.f32()[i] * sigmoid(input_gate.f32()[i]) * multiplier;
+      out[i] = static_cast<float>(h);
+    }
+    state[c] = static_cast<float>(h);
+  }
+  return out;
+}
+
 }  // namespace gemmarun::reference

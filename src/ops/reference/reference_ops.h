@@ -20,4 +20,12 @@ std::vector<float> Attention(const AttentionArgs& args);
 std::vector<float> GeluMul(std::span<const float> gate, std::span<const float> up);
 std::vector<float> SoftCap(std::span<const float> x, float cap);
 
+// Griffin ops (Backend documents the math). `state` is read and updated in place, as
+// the backend's state tensor is; x etc. are [num_tokens, channels].
+std::vector<float> CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias,
+                                std::vector<float>& state);
+std::vector<float> BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias);
+std::vector<float> RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
+                         const TensorView& recurrent_param, int64_t first_index, std::vector<float>& state);
+
 }  // namespace gemmarun::reference

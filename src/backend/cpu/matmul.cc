@@ -1,0 +1,139 @@
+#include "backend/cpu/matmul.h"
+
+#include <algorithm>
+
+#include "backend/cpu/matmul_float.h"
+#include "base/check.h"
+#include "base/thread_pool.h"
+#include "tensor/quant.h"
+
+namespace gemmarun::cpu {
+namespace {
+
+// Tokens processed together against a tile of weights (prefill). More tokens
+// amortise the unpacking of a tile further; this many keep the block's
+// activations (and the per-tile sums) within L2.
+constexpr size_t kTokenBlock = 64;
+// Activation bytes of one token block that K chunks are sized to (per core
+// L2 is 1 MiB here; half leaves room for the weight tiles and the output).
+constexpr size_t kActivationBudget = size_t{256} << 10;
+constexpr size_t kRowTile = kQuantTileRows;  // 8 rows per work unit for both paths
+
+// Splits [0, k) into chunks that are multiples of `step` (except the last)
+// and hold about `budget_elements` per token block.
+size_t ChunkSize(size_t k, size_t budget_elements, size_t step) {
+  if (k <= budget_elements) return k;
+  return std::max(step, budget_elements / step * step);
+}
+
+using QuantTileFn = void (*)(const QuantTile&, float*);
+
+QuantTileFn ActiveQuantTile() {
+  switch (ActiveQuantPath()) {
+    case QuantPath::kAvx512Vnni: return QuantTileAvx512Vnni;
+    case QuantPath::kAvx2: return QuantTileAvx2;
+    case QuantPath::kPortable: break;
+  }
+  return QuantTilePortable;
+}
+
+// Visits the work items [begin, end) of a (token block x row tile) grid, row
+// tiles fastest, as runs of row tiles that share a token block.
+template <class F>
+void ForEachRun(size_t begin, size_t end, size_t row_tiles, F&& f) {
+  for (size_t item = begin; item < end;) {
+    const size_t token_block = item / row_tiles;
+    const size_t tile_begin = item % row_tiles;
+    const size_t tile_end = std::min(row_tiles, tile_begin + (end - item));
+    f(token_block, tile_begin, tile_end);
+    item += tile_end - tile_begin;
+  }
+}
+
+}  // namespace
+
+void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, const TensorView& w,
+            const TensorView& bias, const TensorView& out) {
+  const size_t num_tokens = x.shape.rows();
+  const size_t k = x.shape.cols();
+  const size_t n = w.shape.rows();
+  GR_CHECK(static_cast<size_t>(w.shape.cols()) == k) << "MatMul: x " << x.shape.ToString() << " w " << w.shape.ToString();
+  GR_CHECK(static_cast<size_t>(out.shape.cols()) == n && static_cast<size_t>(out.shape.rows()) == num_tokens);
+  if (num_tokens == 0 || n == 0) return;
+  const float* xs = x.f32();
+  float* ys = out.f32();
+  const float* b = bias.empty() ? nullptr : bias.f32();
+  const auto* wdata = static_cast<const uint8_t*>(w.data);
+  const size_t w_row_bytes = w.row_bytes();
+
+  const size_t token_block = std::min(num_tokens, kTokenBlock);
+  const size_t token_blocks = (num_tokens + token_block - 1) / token_block;
+  const size_t row_tiles = (n + kRowTile - 1) / kRowTile;
+  const size_t items = token_blocks * row_tiles;
+
+  if (IsIntegerKernelType(w.dtype)) {
+    QuantizedActivations& acts = workspace.acts_;
+    acts.Resize(num_tokens, k);
+    pool.ParallelFor(num_tokens, 4, [&](size_t begin, size_t end, int) {
+      for (size_t t = begin; t < end; ++t) acts.QuantizeRow(t, xs + t * k);
+    });
+    const QuantTileFn tile_fn = ActiveQuantTile();
+    const size_t chunk = ChunkSize(k, kActivationBudget / token_block, kQKK);
+    pool.ParallelFor(items, 1, [&](size_t begin, size_t end, int thread) {
+      std::vector<float>& scratch = workspace.tile_scratch_[thread];
+      if (scratch.size() < token_block * kRowTile) scratch.resize(token_block * kRowTile);
+      ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
+        QuantTile tile{};
+        tile.type = w.dtype;
+        tile.w = wdata;
+        tile.w_row_bytes = w_row_bytes;
+        tile.acts = &acts;
+        tile.token_begin = tb * token_block;
+        tile.num_tokens = std::min(num_tokens - tile.token_begin, token_block);
+        tile.out = ys;
+        tile.out_stride = n;
+        tile.bias = b;
+        for (size_t k_begin = 0; k_begin < k; k_begin += chunk) {
+          tile.k_begin = k_begin;
+          tile.k_end = std::min(k, k_begin + chunk);
+          tile.accumulate = k_begin > 0;
+          for (size_t rt = tile_begin; rt < tile_end; ++rt) {
+            tile.row_begin = rt * kRowTile;
+            tile.rows = std::min(kRowTile, n - tile.row_begin);
+            tile_fn(tile, scratch.data());
+          }
+        }
+      });
+    });
+    return;
+  }
+
+  GR_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16)
+      << "MatMul: weights of type " << Name(w.dtype);
+  const size_t chunk = ChunkSize(k, kActivationBudget / sizeof(float) / token_block, 64);
+  pool.ParallelFor(items, 1, [&](size_t begin, size_t end, int) {
+    ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
+      FloatBlock block{};
+      block.type = w.dtype;
+      block.w = wdata;
+      block.w_row_bytes = w_row_bytes;
+      block.x = xs;
+      block.x_stride = k;
+      block.row_begin = tile_begin * kRowTile;
+      block.row_end = std::min(n, tile_end * kRowTile);
+      block.token_begin = tb * token_block;
+      block.token_end = std::min(num_tokens, block.token_begin + token_block);
+      block.out = ys;
+      block.out_stride = n;
+      block.bias = b;
+      for (size_t k_begin = 0; k_begin < k; k_begin += chunk) {
+        block.k_begin = k_begin;
+        block.k_end = std::min(k, k_begin + chunk);
+        block.accumulate = k_begin > 0;
+        FloatMatMulBlock(block);
+      }
+    });
+  });
+}
+
+}  // namespace gemmarun::cpu

@@ -1,0 +1,46 @@
+// The CPU MatMul: out[t, n] = sum_k x[t, k] * w[n, k] + bias[n] for every
+// weight dtype, spread over the thread pool.
+//
+// Decode (one token) is bound by memory bandwidth: every weight is read once, so
+// the threads split the rows of W into contiguous ranges that each streams, and
+// the per-block work is kept small enough to run at the bandwidth. Prefill is
+// bound by arithmetic: tokens are processed in blocks against tiles of rows, so
+// a weight tile is unpacked once and reused by every token of the block, while
+// the activations of the block stay in cache; K is cut into chunks when a block
+// of activations would not fit in L2.
+//
+// Paths: f32 / bf16 / f16 weights -> matmul_float (Highway, exact w.r.t. f32
+// activations); Q8_0 / Q4_0 / Q5_0 / Q4_K / Q6_K -> matmul_quant (activations
+// quantized to int8 once per call, integer block dot products: AVX-512 VNNI,
+// AVX2 or portable, chosen at run time).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "backend/cpu/matmul_quant.h"
+#include "tensor/tensor.h"
+
+namespace gemmarun {
+class ThreadPool;
+}
+
+namespace gemmarun::cpu {
+
+// Buffers a backend keeps between calls (grown on demand, never per token).
+class MatMulWorkspace {
+ public:
+  explicit MatMulWorkspace(int num_threads) : tile_scratch_(num_threads) {}
+
+ private:
+  friend void MatMul(ThreadPool&, MatMulWorkspace&, const TensorView&, const TensorView&, const TensorView&,
+                     const TensorView&);
+  QuantizedActivations acts_;
+  std::vector<std::vector<float>> tile_scratch_;  // per thread
+};
+
+// x [num_tokens, k] f32, w [n, k] any weight dtype, bias [n] f32 or empty, out [num_tokens, n] f32.
+void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, const TensorView& w,
+            const TensorView& bias, const TensorView& out);
+
+}  // namespace gemmarun::cpu

@@ -1,0 +1,100 @@
+// Integer matmul kernels for block-quantized weights (Q8_0, Q4_0, Q5_0, Q4_K,
+// Q6_K). Activations are quantized once per MatMul call into int8 blocks of 32
+// (QuantizeActivationsQ8 in tensor/quant.h); each 32-block of a weight row is
+// unpacked to bytes and multiplied with them in integers (vpdpbusd on AVX-512
+// VNNI, maddubs + madd on AVX2, plain C++ elsewhere), and the float scales are
+// applied once per block. Weights are never expanded to f32.
+//
+// Every path computes, per weight row and token, exactly
+//   sum_b  ws_b * xs_b * (sum_{i in b} q_i * x_i  -  offset * sum_{i in b} x_i)  [- min terms]
+// with the integer parts exact, so paths differ from each other and from
+// DotRowQ8Activations only in f32 rounding of the scaled block sums.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace gemmarun::cpu {
+
+// Implementations of the integer kernels; one is chosen at run time from CPUID.
+enum class QuantPath : uint8_t {
+  kPortable,    // plain C++, any CPU
+  kAvx2,        // AVX2 + FMA + F16C: maddubs / madd
+  kAvx512Vnni,  // AVX-512 F/BW/VL + VNNI: vpdpbusd on 256-bit vectors
+};
+const char* Name(QuantPath path);
+// The paths this CPU can run, portable first.
+std::vector<QuantPath> SupportedQuantPaths();
+// The path MatMul uses: the best supported one, unless overridden.
+QuantPath ActiveQuantPath();
+// For tests and benchmarks: make MatMul use `path` (must be supported).
+void SetQuantPathForTest(QuantPath path);
+// Undoes SetQuantPathForTest.
+void ResetQuantPath();
+
+// num_tokens rows of k activations (k a multiple of 32) quantized per 32 values,
+// with the block sums the kernels use for the weights' offsets and mins. Rows
+// are padded to 64 bytes. Owns its memory; Resize() reuses it.
+class QuantizedActivations {
+ public:
+  void Resize(size_t num_tokens, size_t k);
+  // Quantizes row t from f32 (any alignment).
+  void QuantizeRow(size_t t, const float* x);
+
+  size_t num_tokens() const { return num_tokens_; }
+  size_t k() const { return k_; }
+  size_t blocks() const { return k_ / 32; }
+  const int8_t* qs(size_t t) const { return qs_ + t * qs_stride_; }
+  const float* scales(size_t t) const { return scales_.data() + t * blocks_stride_; }
+  // scale * (sum of the 32 codes), per block.
+  const float* scaled_sums(size_t t) const { return scaled_sums_.data() + t * blocks_stride_; }
+  // Sum of each 16 codes (Q6_K's sub-blocks), two per block.
+  const int16_t* sums16(size_t t) const { return sums16_.data() + t * 2 * blocks_stride_; }
+
+ private:
+  size_t num_tokens_ = 0, k_ = 0, qs_stride_ = 0, blocks_stride_ = 0;
+  std::vector<int8_t> qs_storage_;
+  int8_t* qs_ = nullptr;  // qs_storage_ rounded up to 64 bytes
+  std::vector<float> scales_, scaled_sums_;
+  std::vector<int16_t> sums16_;
+};
+
+// One tile of the product: rows [row_begin, row_begin + rows) of W (rows <= 8)
+// times tokens [token_begin, token_begin + num_tokens) of the activations, over
+// weights [k_begin, k_end) of each row (k_begin a multiple of 256). With
+// accumulate the sums are added to out, otherwise out = sum + bias.
+struct QuantTile {
+  DType type;
+  const uint8_t* w;      // row 0 of W
+  size_t w_row_bytes;
+  size_t k_begin, k_end;
+  size_t row_begin, rows;
+  const QuantizedActivations* acts;
+  size_t token_begin, num_tokens;
+  float* out;            // out[t * out_stride + n] for token t, row n (absolute indices)
+  size_t out_stride;
+  const float* bias;     // [N] or null
+  bool accumulate;
+};
+constexpr size_t kQuantTileRows = 8;
+
+// Per path; `scratch` must hold num_tokens * 8 floats.
+void QuantTilePortable(const QuantTile& tile, float* scratch);
+void QuantTileAvx2(const QuantTile& tile, float* scratch);
+void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch);
+
+// QuantizedActivations::QuantizeRow's SIMD body (any path but portable):
+// bit-identical to QuantizeActivationsQ8 plus the sums.
+void QuantizeActivationsAvx2(const float* x, size_t k, int8_t* qs, float* scales, float* scaled_sums,
+                             int16_t* sums16);
+
+// Writes a tile's sums (scratch[t * 8 + r]) to out, as QuantTile describes.
+void StoreTile(const QuantTile& tile, const float* scratch);
+
+// True for the weight types these kernels take.
+bool IsIntegerKernelType(DType type);
+
+}  // namespace gemmarun::cpu
