@@ -13,5 +13,7 @@ void AddTokenizeCommands(CLI::App& root, int* exit_code);
 void AddChatCommand(CLI::App& root, int* exit_code);
 void AddPerplexityCommand(CLI::App& root, int* exit_code);
 void AddCompleteCommand(CLI::App& root, int* exit_code);
+void AddBenchCommand(CLI::App& root, int* exit_code);
+void AddQuantizeCommand(CLI::App& root, int* exit_code);
 
 }  // namespace gemmarun::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   gemmarun::cli::AddCompleteCommand(app, &exit_code);
   gemmarun::cli::AddTokenizeCommands(app, &exit_code);
   gemmarun::cli::AddPerplexityCommand(app, &exit_code);
+  gemmarun::cli::AddBenchCommand(app, &exit_code);
+  gemmarun::cli::AddQuantizeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -43,7 +43,6 @@ bool SpinUntil(Done&& done) {
 
 ThreadPool::ThreadPool(int num_threads) {
   const int workers = std::max(0, num_threads - 1);
-  chunks_.resize(workers + 1);
   for (int i = 0; i < workers; ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
   }
@@ -58,10 +57,27 @@ ThreadPool::~ThreadPool() {
   for (auto& worker : workers_) worker.join();
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::Work(uint32_t generation, int thread) {
   while (true) {
-    uint64_t generation = seen;
+    uint64_t cursor = cursor_.load();
+    // A cursor of this generation with tasks left means the call is still
+    // running, so num_tasks_ and task_ are this call's.
+    if (static_cast<uint32_t>(cursor >> 32) != generation) return;
+    const size_t task = static_cast<uint32_t>(cursor);
+    if (task >= num_tasks_) return;
+    if (!cursor_.compare_exchange_weak(cursor, cursor + 1)) continue;
+    (*task_)(task, thread);
+    if (unfinished_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      work_done_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::WorkerLoop(int index) {
+  uint32_t seen = 0;
+  while (true) {
+    uint32_t generation = seen;
     auto has_work = [&] {
       generation = generation_.load();  // seq_cst: pairs with sleeping_workers_
       return generation != seen || stopping_.load();
@@ -74,12 +90,34 @@ void ThreadPool::WorkerLoop(int index) {
     }
     if (stopping_.load()) return;
     seen = generation;
-    const auto [begin, end] = chunks_[index];
-    if (begin < end) (*body_)(begin, end, index);
-    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      work_done_.notify_one();
-    }
+    Work(generation, index);
+  }
+}
+
+void ThreadPool::Run(size_t num_tasks, const Task& task) {
+  if (num_tasks == 0) return;
+  if (workers_.empty() || num_tasks == 1) {
+    for (size_t i = 0; i < num_tasks; ++i) task(i, 0);
+    return;
+  }
+  const uint32_t generation = generation_.load() + 1;
+  task_ = &task;
+  num_tasks_ = num_tasks;
+  unfinished_.store(num_tasks);
+  cursor_.store(static_cast<uint64_t>(generation) << 32);
+  generation_.store(generation);  // seq_cst: publishes the call
+  if (sleeping_workers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    work_ready_.notify_all();
+  }
+  Work(generation, 0);
+  // Every task is claimed; wait for those still running elsewhere.
+  auto all_done = [&] { return unfinished_.load() == 0; };  // seq_cst: pairs with caller_sleeping_
+  if (!SpinUntil(all_done)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    caller_sleeping_.store(true);
+    work_done_.wait(lock, all_done);
+    caller_sleeping_.store(false);
   }
 }
 
@@ -89,31 +127,19 @@ void ThreadPool::ParallelFor(size_t count, size_t grain,
   grain = std::max<size_t>(grain, 1);
   const size_t units = (count + grain - 1) / grain;
   const size_t threads = std::min<size_t>(num_threads(), units);
-  if (threads <= 1) {
-    body(0, count, 0);
-    return;
-  }
-  const size_t units_per_thread = (units + threads - 1) / threads;
-  for (size_t t = 0; t < chunks_.size(); ++t) {
-    const size_t begin = std::min(count, t * units_per_thread * grain);
-    const size_t end = std::min(count, (t + 1) * units_per_thread * grain);
-    chunks_[t] = {begin, end};
-  }
-  body_ = &body;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1);  // seq_cst: publishes chunks_ and body_
-  if (sleeping_workers_.load() > 0) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    work_ready_.notify_all();
-  }
-  if (chunks_[0].first < chunks_[0].second) body(chunks_[0].first, chunks_[0].second, 0);
-  auto all_done = [&] { return pending_.load() == 0; };  // seq_cst: pairs with caller_sleeping_
-  if (!SpinUntil(all_done)) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    caller_sleeping_.store(true);
-    work_done_.wait(lock, all_done);
-    caller_sleeping_.store(false);
-  }
+  const size_t per_chunk = (units + threads - 1) / threads * grain;
+  const size_t chunks = (count + per_chunk - 1) / per_chunk;
+  Run(chunks, [&](size_t i, int) {
+    body(i * per_chunk, std::min(count, (i + 1) * per_chunk), static_cast<int>(i));
+  });
+}
+
+void ThreadPool::ParallelForDynamic(size_t count, size_t chunk,
+                                    const std::function<void(size_t, size_t, int)>& body) {
+  if (count == 0) return;
+  chunk = std::max<size_t>(chunk, 1);
+  Run((count + chunk - 1) / chunk,
+      [&](size_t i, int thread) { body(i * chunk, std::min(count, (i + 1) * chunk), thread); });
 }
 
 int ThreadPool::DefaultThreadCount() {

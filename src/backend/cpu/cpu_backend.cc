@@ -117,26 +117,34 @@ class CpuBackend final : public Backend {
         const int64_t first = args.window > 0 ? std::max<int64_t>(0, index - args.window + 1) : 0;
         GR_DCHECK(last - first < args.capacity) << "attention span exceeds the cache";
         const float* q = args.q.f32() + (t * num_heads + h) * head_dim;
+        // Keys first..last live in slots j % capacity: one run, or two where the ring wraps.
+        const size_t stride = num_kv_heads * head_dim;
+        const int64_t count = last - first + 1;
+        const int64_t slot = first % args.capacity;
+        const int64_t first_run = std::min(count, args.capacity - slot);
+        auto for_each_run = [&](auto&& f) {  // f(first key offset, slot, length)
+          f(int64_t{0}, slot, first_run);
+          if (first_run < count) f(first_run, int64_t{0}, count - first_run);
+        };
+        for_each_run([&](int64_t offset, int64_t s, int64_t n) {
+          cpu::DotsF32(q, args.k_cache.f32() + (s * num_kv_heads + kv) * head_dim, stride, n, head_dim,
+                       scores.data() + offset);
+        });
         float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t j = first; j <= last; ++j) {
-          const float* k = args.k_cache.f32() + ((j % args.capacity) * num_kv_heads + kv) * head_dim;
-          float s = cpu::DotF32(q, k, head_dim) * args.scale;
+        for (int64_t j = 0; j < count; ++j) {
+          float s = scores[j] * args.scale;
           if (args.softcap > 0.0f) s = args.softcap * std::tanh(s / args.softcap);
-          scores[j - first] = s;
+          scores[j] = s;
           max_score = std::max(max_score, s);
         }
-        float total = 0.0f;
-        for (int64_t j = first; j <= last; ++j) {
-          scores[j - first] = std::exp(scores[j - first] - max_score);
-          total += scores[j - first];
-        }
+        const float inv_total = 1.0f / cpu::ExpShiftSum(scores.data(), count, max_score);
+        for (int64_t j = 0; j < count; ++j) scores[j] *= inv_total;
         float* o = args.out.f32() + (t * num_heads + h) * head_dim;
         std::fill(o, o + head_dim, 0.0f);
-        const float inv_total = 1.0f / total;
-        for (int64_t j = first; j <= last; ++j) {
-          const float* v = args.v_cache.f32() + ((j % args.capacity) * num_kv_heads + kv) * head_dim;
-          cpu::Axpy(scores[j - first] * inv_total, v, o, head_dim);
-        }
+        for_each_run([&](int64_t offset, int64_t s, int64_t n) {
+          cpu::WeightedSumF32(scores.data() + offset, args.v_cache.f32() + (s * num_kv_heads + kv) * head_dim, stride,
+                              n, head_dim, o);
+        });
       }
     });
   }

@@ -13,6 +13,12 @@ float DotBF16(const uint16_t* w, const float* x, size_t n);
 float DotF16(const uint16_t* w, const float* x, size_t n);
 // y += alpha * x
 void Axpy(float alpha, const float* x, float* y, size_t n);
+// out[j] = q . (k + j * stride)[0, dim) for j < count.
+void DotsF32(const float* q, const float* k, size_t stride, size_t count, size_t dim, float* out);
+// out[0, dim) += sum_j w[j] * (v + j * stride)[0, dim) for j < count.
+void WeightedSumF32(const float* w, const float* v, size_t stride, size_t count, size_t dim, float* out);
+// x = exp(x - max) in place; returns the sum of the results.
+float ExpShiftSum(float* x, size_t n, float max);
 // sum of x² (f32 lanes, used for RMSNorm)
 float SumSquares(const float* x, size_t n);
 // out = x * scale * w

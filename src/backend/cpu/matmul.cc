@@ -11,13 +11,14 @@ namespace gemmarun::cpu {
 namespace {
 
 // Tokens processed together against a tile of weights (prefill). More tokens
-// amortise the unpacking of a tile further; this many keep the block's
-// activations (and the per-tile sums) within L2.
-constexpr size_t kTokenBlock = 64;
+// amortise the unpacking of a tile further (int8: ~4% of the time at 256);
+// K is chunked so that the block's activations stay within L2.
+constexpr size_t kQuantTokenBlock = 256;
+constexpr size_t kFloatTokenBlock = 64;
 // Activation bytes of one token block that K chunks are sized to (per core
 // L2 is 1 MiB here; half leaves room for the weight tiles and the output).
 constexpr size_t kActivationBudget = size_t{256} << 10;
-constexpr size_t kRowTile = kQuantTileRows;  // 8 rows per work unit for both paths
+constexpr size_t kFloatRowTile = 8;  // rows per work item of the float path
 
 // Splits [0, k) into chunks that are multiples of `step` (except the last)
 // and hold about `budget_elements` per token block.
@@ -26,10 +27,16 @@ size_t ChunkSize(size_t k, size_t budget_elements, size_t step) {
   return std::max(step, budget_elements / step * step);
 }
 
+// Work items handed out per claim: about four per thread, so that a thread
+// that starts late or runs slow (other jobs on the machine) is made up for.
+size_t ClaimSize(size_t items, const ThreadPool& pool) {
+  return std::max<size_t>(1, items / (4 * static_cast<size_t>(pool.num_threads())));
+}
+
 using QuantTileFn = void (*)(const QuantTile&, float*);
 
-QuantTileFn ActiveQuantTile() {
-  switch (ActiveQuantPath()) {
+QuantTileFn QuantTileFunction(QuantPath path) {
+  switch (path) {
     case QuantPath::kAvx512Vnni: return QuantTileAvx512Vnni;
     case QuantPath::kAvx2: return QuantTileAvx2;
     case QuantPath::kPortable: break;
@@ -66,22 +73,23 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
   const auto* wdata = static_cast<const uint8_t*>(w.data);
   const size_t w_row_bytes = w.row_bytes();
 
-  const size_t token_block = std::min(num_tokens, kTokenBlock);
-  const size_t token_blocks = (num_tokens + token_block - 1) / token_block;
-  const size_t row_tiles = (n + kRowTile - 1) / kRowTile;
-  const size_t items = token_blocks * row_tiles;
-
   if (IsIntegerKernelType(w.dtype)) {
+    const size_t token_block = std::min(num_tokens, kQuantTokenBlock);
+    const size_t token_blocks = (num_tokens + token_block - 1) / token_block;
+    const QuantPath path = ActiveQuantPath();
+    const size_t tile_rows = QuantTileRows(path);
+    const size_t row_tiles = (n + tile_rows - 1) / tile_rows;
     QuantizedActivations& acts = workspace.acts_;
     acts.Resize(num_tokens, k);
     pool.ParallelFor(num_tokens, 4, [&](size_t begin, size_t end, int) {
       for (size_t t = begin; t < end; ++t) acts.QuantizeRow(t, xs + t * k);
     });
-    const QuantTileFn tile_fn = ActiveQuantTile();
+    const QuantTileFn tile_fn = QuantTileFunction(path);
     const size_t chunk = ChunkSize(k, kActivationBudget / token_block, kQKK);
-    pool.ParallelFor(items, 1, [&](size_t begin, size_t end, int thread) {
+    const size_t items = token_blocks * row_tiles;
+    pool.ParallelForDynamic(items, ClaimSize(items, pool), [&](size_t begin, size_t end, int thread) {
       std::vector<float>& scratch = workspace.tile_scratch_[thread];
-      if (scratch.size() < token_block * kRowTile) scratch.resize(token_block * kRowTile);
+      if (scratch.size() < token_block * tile_rows) scratch.resize(token_block * tile_rows);
       ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
         QuantTile tile{};
         tile.type = w.dtype;
@@ -98,8 +106,8 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
           tile.k_end = std::min(k, k_begin + chunk);
           tile.accumulate = k_begin > 0;
           for (size_t rt = tile_begin; rt < tile_end; ++rt) {
-            tile.row_begin = rt * kRowTile;
-            tile.rows = std::min(kRowTile, n - tile.row_begin);
+            tile.row_begin = rt * tile_rows;
+            tile.rows = std::min(tile_rows, n - tile.row_begin);
             tile_fn(tile, scratch.data());
           }
         }
@@ -110,8 +118,12 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
 
   GR_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16)
       << "MatMul: weights of type " << Name(w.dtype);
+  const size_t token_block = std::min(num_tokens, kFloatTokenBlock);
+  const size_t token_blocks = (num_tokens + token_block - 1) / token_block;
+  const size_t row_tiles = (n + kFloatRowTile - 1) / kFloatRowTile;
   const size_t chunk = ChunkSize(k, kActivationBudget / sizeof(float) / token_block, 64);
-  pool.ParallelFor(items, 1, [&](size_t begin, size_t end, int) {
+  const size_t items = token_blocks * row_tiles;
+  pool.ParallelForDynamic(items, ClaimSize(items, pool), [&](size_t begin, size_t end, int) {
     ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
       FloatBlock block{};
       block.type = w.dtype;
@@ -119,8 +131,8 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
       block.w_row_bytes = w_row_bytes;
       block.x = xs;
       block.x_stride = k;
-      block.row_begin = tile_begin * kRowTile;
-      block.row_end = std::min(n, tile_end * kRowTile);
+      block.row_begin = tile_begin * kFloatRowTile;
+      block.row_end = std::min(n, tile_end * kFloatRowTile);
       block.token_begin = tb * token_block;
       block.token_end = std::min(num_tokens, block.token_begin + token_block);
       block.out = ys;

@@ -29,79 +29,99 @@ QuantPath DetectBestPath() {
 const QuantPath kBestPath = DetectBestPath();
 std::atomic<int> g_forced_path{-1};
 
-// One block of 32 weights as signed integers: weight i = scale * sc16[i / 16] * q[i] - min.
-struct BlockInts {
-  int8_t q[32];
-  int32_t sc16[2] = {1, 1};  // Q6_K's integer sub-block scales
-  float scale = 0.0f;
-  float min = 0.0f;  // Q4_K: dmin * min
+// Up to 8 blocks (a group of 256 weights) of one row as signed integers:
+// weight i of block j = scale[j] * sc16[2j + i/16] * q[32j + i] - min[j].
+struct GroupInts {
+  int8_t q[256];
+  float scale[8];
+  float min[8] = {};
+  int32_t sc16[16];
 };
 
-template <class Block>
-Block LoadBlock(const uint8_t* p) {
-  Block block;
-  std::memcpy(&block, p, sizeof(block));
-  return block;
+float HalfAt(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, sizeof(bits));
+  return F16ToF32(bits);
 }
 
-// Block b (of 32 weights) of a stored row, in the layouts of tensor/quant.h.
-void UnpackBlock(DType type, const uint8_t* row, size_t b, BlockInts* out) {
+// Blocks [8g, 8g + nb) of a stored row, in the layouts of tensor/quant.h. The
+// loops have fixed trip counts so that the compiler vectorizes them.
+void UnpackGroup(DType type, const uint8_t* row, size_t g, size_t nb, GroupInts* out) {
+  std::fill(out->sc16, out->sc16 + 16, 1);
   switch (type) {
-    case DType::kQ8_0: {
-      const auto block = LoadBlock<BlockQ8_0>(row + b * sizeof(BlockQ8_0));
-      out->scale = F16ToF32(block.d);
-      std::memcpy(out->q, block.qs, 32);
-      return;
-    }
-    case DType::kQ4_0: {
-      const auto block = LoadBlock<BlockQ4_0>(row + b * sizeof(BlockQ4_0));
-      out->scale = F16ToF32(block.d);
-      for (int i = 0; i < 16; ++i) {
-        out->q[i] = static_cast<int8_t>((block.qs[i] & 0x0F) - 8);
-        out->q[i + 16] = static_cast<int8_t>((block.qs[i] >> 4) - 8);
+    case DType::kQ8_0:
+      for (size_t j = 0; j < nb; ++j) {
+        const uint8_t* block = row + (8 * g + j) * sizeof(BlockQ8_0);
+        out->scale[j] = HalfAt(block);
+        std::memcpy(out->q + 32 * j, block + 2, 32);
       }
       return;
-    }
-    case DType::kQ5_0: {
-      const auto block = LoadBlock<BlockQ5_0>(row + b * sizeof(BlockQ5_0));
-      out->scale = F16ToF32(block.d);
-      uint32_t high;
-      std::memcpy(&high, block.qh, sizeof(high));
-      for (int i = 0; i < 16; ++i) {
-        out->q[i] = static_cast<int8_t>(((block.qs[i] & 0x0F) | (((high >> i) & 1) << 4)) - 16);
-        out->q[i + 16] = static_cast<int8_t>(((block.qs[i] >> 4) | (((high >> (i + 16)) & 1) << 4)) - 16);
+    case DType::kQ4_0:
+      for (size_t j = 0; j < nb; ++j) {
+        const uint8_t* block = row + (8 * g + j) * sizeof(BlockQ4_0);
+        out->scale[j] = HalfAt(block);
+        for (int i = 0; i < 16; ++i) {
+          out->q[32 * j + i] = static_cast<int8_t>((block[2 + i] & 0x0F) - 8);
+          out->q[32 * j + 16 + i] = static_cast<int8_t>((block[2 + i] >> 4) - 8);
+        }
       }
       return;
-    }
+    case DType::kQ5_0:
+      for (size_t j = 0; j < nb; ++j) {
+        const uint8_t* block = row + (8 * g + j) * sizeof(BlockQ5_0);
+        out->scale[j] = HalfAt(block);
+        uint32_t high;
+        std::memcpy(&high, block + 2, sizeof(high));
+        for (int i = 0; i < 16; ++i) {
+          out->q[32 * j + i] = static_cast<int8_t>(((block[6 + i] & 0x0F) | (((high >> i) & 1) << 4)) - 16);
+          out->q[32 * j + 16 + i] = static_cast<int8_t>(((block[6 + i] >> 4) | (((high >> (i + 16)) & 1) << 4)) - 16);
+        }
+      }
+      return;
     case DType::kQ4_K: {
-      const auto block = LoadBlock<BlockQ4_K>(row + (b / 8) * sizeof(BlockQ4_K));
-      const int j = static_cast<int>(b % 8);
-      uint8_t scale, min;
-      Q4KScaleMin(j, block.scales, &scale, &min);
-      out->scale = F16ToF32(block.d) * scale;
-      out->min = F16ToF32(block.dmin) * min;
-      const uint8_t* qs = block.qs + 32 * (j / 2);
-      for (int i = 0; i < 32; ++i) out->q[i] = static_cast<int8_t>(j % 2 ? qs[i] >> 4 : qs[i] & 0x0F);
+      const uint8_t* block = row + g * sizeof(BlockQ4_K);
+      const float d = HalfAt(block), dmin = HalfAt(block + 2);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t scale, min;
+        Q4KScaleMin(j, block + 4, &scale, &min);
+        out->scale[j] = d * scale;
+        out->min[j] = dmin * min;
+      }
+      const uint8_t* qs = block + 16;
+      for (int c = 0; c < 4; ++c) {
+        for (int i = 0; i < 32; ++i) {
+          out->q[64 * c + i] = static_cast<int8_t>(qs[32 * c + i] & 0x0F);
+          out->q[64 * c + 32 + i] = static_cast<int8_t>(qs[32 * c + i] >> 4);
+        }
+      }
       return;
     }
     case DType::kQ6_K: {
-      const auto block = LoadBlock<BlockQ6_K>(row + (b / 8) * sizeof(BlockQ6_K));
-      const int j = static_cast<int>(b % 8);
-      const int half = j / 4, part = j % 4;
-      const uint8_t* ql = block.ql + 64 * half + 32 * (part & 1);
-      const uint8_t* qh = block.qh + 32 * half;
-      for (int i = 0; i < 32; ++i) {
-        const int low = (ql[i] >> (4 * (part >> 1))) & 0x0F;
-        const int high = (qh[i] >> (2 * part)) & 3;
-        out->q[i] = static_cast<int8_t>((low | (high << 4)) - 32);
+      const uint8_t* block = row + g * sizeof(BlockQ6_K);
+      const float d = HalfAt(block + 208);
+      for (int j = 0; j < 8; ++j) out->scale[j] = d;
+      for (int i = 0; i < 16; ++i) out->sc16[i] = static_cast<int8_t>(block[192 + i]);
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t* ql = block + 64 * half;
+        const uint8_t* qh = block + 128 + 32 * half;
+        int8_t* q = out->q + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+          q[l] = static_cast<int8_t>(((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) - 32);
+          q[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32);
+          q[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+          q[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
       }
-      out->scale = F16ToF32(block.d);
-      out->sc16[0] = block.scales[2 * j];
-      out->sc16[1] = block.scales[2 * j + 1];
       return;
     }
     default: GR_CHECK(false) << "integer matmul: " << Name(type);
   }
+}
+
+int32_t Dot16(const int8_t* a, const int8_t* b) {
+  int32_t sum = 0;
+  for (int i = 0; i < 16; ++i) sum += a[i] * b[i];
+  return sum;
 }
 
 }  // namespace
@@ -155,7 +175,7 @@ void QuantizedActivations::Resize(size_t num_tokens, size_t k) {
   k_ = k;
   qs_stride_ = (k + 63) / 64 * 64;
   blocks_stride_ = k / 32;
-  const size_t qs_bytes = num_tokens * qs_stride_ + 64;
+  const size_t qs_bytes = 2 * num_tokens * qs_stride_ + 64;
   if (qs_storage_.size() < qs_bytes) qs_storage_.resize(qs_bytes);
   const auto base = reinterpret_cast<uintptr_t>(qs_storage_.data());
   qs_ = qs_storage_.data() + ((64 - base % 64) % 64);
@@ -164,16 +184,30 @@ void QuantizedActivations::Resize(size_t num_tokens, size_t k) {
     scales_.resize(blocks);
     scaled_sums_.resize(blocks);
     sums16_.resize(2 * blocks);
+    neg_sums_.resize(blocks);
   }
 }
 
 void QuantizedActivations::QuantizeRow(size_t t, const float* x) {
   int8_t* q = qs_ + t * qs_stride_;
+  QuantizeCodes(t, x);
+  int8_t* pairs = qs_ + (num_tokens_ + t) * qs_stride_;
+  for (size_t i = 0; i + 64 <= k_; i += 64) {
+    std::memcpy(pairs + i, q + i, 16);
+    std::memcpy(pairs + i + 16, q + i + 32, 16);
+    std::memcpy(pairs + i + 32, q + i + 16, 16);
+    std::memcpy(pairs + i + 48, q + i + 48, 16);
+  }
+}
+
+void QuantizedActivations::QuantizeCodes(size_t t, const float* x) {
+  int8_t* q = qs_ + t * qs_stride_;
   float* scales = scales_.data() + t * blocks_stride_;
   float* scaled_sums = scaled_sums_.data() + t * blocks_stride_;
   int16_t* sums16 = sums16_.data() + t * 2 * blocks_stride_;
+  int32_t* neg_sums = neg_sums_.data() + t * blocks_stride_;
   if (ActiveQuantPath() != QuantPath::kPortable) {
-    QuantizeActivationsAvx2(x, k_, q, scales, scaled_sums, sums16);
+    QuantizeActivationsAvx2(x, k_, q, scales, scaled_sums, sums16, neg_sums);
     return;
   }
   QuantizeActivationsQ8(x, k_, q, scales);
@@ -182,35 +216,47 @@ void QuantizedActivations::QuantizeRow(size_t t, const float* x) {
     for (size_t i = 0; i < 16; ++i) sum += q[16 * h + i];
     sums16[h] = static_cast<int16_t>(sum);
   }
-  for (size_t b = 0; b < blocks(); ++b) scaled_sums[b] = scales[b] * static_cast<float>(sums16[2 * b] + sums16[2 * b + 1]);
+  for (size_t b = 0; b < blocks(); ++b) {
+    const int32_t sum = sums16[2 * b] + sums16[2 * b + 1];
+    scaled_sums[b] = scales[b] * static_cast<float>(sum);
+    neg_sums[b] = -sum;
+  }
 }
 
+size_t QuantTileRows(QuantPath path) { return path == QuantPath::kAvx512Vnni ? 16 : 8; }
+
 void QuantTilePortable(const QuantTile& tile, float* scratch) {
+  constexpr size_t kRows = 8;
   const QuantizedActivations& acts = *tile.acts;
-  std::fill(scratch, scratch + tile.num_tokens * kQuantTileRows, 0.0f);
-  BlockInts block;
+  std::fill(scratch, scratch + tile.num_tokens * kRows, 0.0f);
+  GroupInts w;
+  const size_t begin_block = tile.k_begin / 32, end_block = tile.k_end / 32;
   for (size_t r = 0; r < tile.rows; ++r) {
     const uint8_t* row = tile.w + (tile.row_begin + r) * tile.w_row_bytes;
-    for (size_t b = tile.k_begin / 32; b < tile.k_end / 32; ++b) {
-      UnpackBlock(tile.type, row, b, &block);
+    for (size_t block0 = begin_block; block0 < end_block; block0 += 8) {
+      const size_t nb = std::min<size_t>(8, end_block - block0);
+      UnpackGroup(tile.type, row, block0 / 8, nb, &w);
       for (size_t t = 0; t < tile.num_tokens; ++t) {
-        const int8_t* x = acts.qs(tile.token_begin + t) + 32 * b;
-        int32_t half[2] = {0, 0};
-        for (int i = 0; i < 32; ++i) half[i / 16] += block.q[i] * x[i];
-        const int32_t sum = block.sc16[0] * half[0] + block.sc16[1] * half[1];
-        float& acc = scratch[t * kQuantTileRows + r];
-        acc += static_cast<float>(sum) * acts.scales(tile.token_begin + t)[b] * block.scale;
-        acc -= block.min * acts.scaled_sums(tile.token_begin + t)[b];
+        const size_t token = tile.token_begin + t;
+        const int8_t* x = acts.qs(token) + 32 * block0;
+        float acc = 0.0f;
+        for (size_t j = 0; j < nb; ++j) {
+          const int32_t sum = w.sc16[2 * j] * Dot16(w.q + 32 * j, x + 32 * j) +
+                              w.sc16[2 * j + 1] * Dot16(w.q + 32 * j + 16, x + 32 * j + 16);
+          acc += static_cast<float>(sum) * acts.scales(token)[block0 + j] * w.scale[j];
+          acc -= w.min[j] * acts.scaled_sums(token)[block0 + j];
+        }
+        scratch[t * kRows + r] += acc;
       }
     }
   }
-  StoreTile(tile, scratch);
+  StoreTile(tile, scratch, kRows);
 }
 
-void StoreTile(const QuantTile& tile, const float* scratch) {
+void StoreTile(const QuantTile& tile, const float* scratch, size_t stride) {
   for (size_t t = 0; t < tile.num_tokens; ++t) {
     float* out = tile.out + (tile.token_begin + t) * tile.out_stride + tile.row_begin;
-    const float* sums = scratch + t * kQuantTileRows;
+    const float* sums = scratch + t * stride;
     if (tile.accumulate) {
       for (size_t r = 0; r < tile.rows; ++r) out[r] += sums[r];
     } else {

@@ -48,21 +48,33 @@ class QuantizedActivations {
   size_t k() const { return k_; }
   size_t blocks() const { return k_ / 32; }
   const int8_t* qs(size_t t) const { return qs_ + t * qs_stride_; }
+  // The codes again with the middle 16-byte quarters of each 64 swapped: per
+  // pair of blocks, codes 0-15 of both, then codes 16-31 of both (the order in
+  // which 4-bit weights unpack two blocks at a time). A trailing odd block is
+  // left out.
+  const int8_t* qs_pairs(size_t t) const { return qs_ + (num_tokens_ + t) * qs_stride_; }
   const float* scales(size_t t) const { return scales_.data() + t * blocks_stride_; }
   // scale * (sum of the 32 codes), per block.
   const float* scaled_sums(size_t t) const { return scaled_sums_.data() + t * blocks_stride_; }
   // Sum of each 16 codes (Q6_K's sub-blocks), two per block.
   const int16_t* sums16(size_t t) const { return sums16_.data() + t * 2 * blocks_stride_; }
+  // Minus the sum of each block's 32 codes (weights stored with an offset o
+  // start their integer sums from o * this).
+  const int32_t* neg_sums(size_t t) const { return neg_sums_.data() + t * blocks_stride_; }
 
  private:
+  void QuantizeCodes(size_t t, const float* x);
+
   size_t num_tokens_ = 0, k_ = 0, qs_stride_ = 0, blocks_stride_ = 0;
   std::vector<int8_t> qs_storage_;
-  int8_t* qs_ = nullptr;  // qs_storage_ rounded up to 64 bytes
+  int8_t* qs_ = nullptr;  // qs_storage_ rounded up to 64 bytes: qs rows, then qs_pairs rows
   std::vector<float> scales_, scaled_sums_;
   std::vector<int16_t> sums16_;
+  std::vector<int32_t> neg_sums_;
 };
 
-// One tile of the product: rows [row_begin, row_begin + rows) of W (rows <= 8)
+// One tile of the product: rows [row_begin, row_begin + rows) of W (rows <=
+// QuantTileRows(path))
 // times tokens [token_begin, token_begin + num_tokens) of the activations, over
 // weights [k_begin, k_end) of each row (k_begin a multiple of 256). With
 // accumulate the sums are added to out, otherwise out = sum + bias.
@@ -79,9 +91,11 @@ struct QuantTile {
   const float* bias;     // [N] or null
   bool accumulate;
 };
-constexpr size_t kQuantTileRows = 8;
+// Rows per tile: 16 on AVX-512 VNNI (a 512-bit vector of int32), else 8.
+size_t QuantTileRows(QuantPath path);
+constexpr size_t kMaxQuantTileRows = 16;
 
-// Per path; `scratch` must hold num_tokens * 8 floats.
+// Per path; `scratch` must hold num_tokens * QuantTileRows(path) floats.
 void QuantTilePortable(const QuantTile& tile, float* scratch);
 void QuantTileAvx2(const QuantTile& tile, float* scratch);
 void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch);
@@ -89,10 +103,10 @@ void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch);
 // QuantizedActivations::QuantizeRow's SIMD body (any path but portable):
 // bit-identical to QuantizeActivationsQ8 plus the sums.
 void QuantizeActivationsAvx2(const float* x, size_t k, int8_t* qs, float* scales, float* scaled_sums,
-                             int16_t* sums16);
+                             int16_t* sums16, int32_t* neg_sums);
 
-// Writes a tile's sums (scratch[t * 8 + r]) to out, as QuantTile describes.
-void StoreTile(const QuantTile& tile, const float* scratch);
+// Writes a tile's sums (scratch[t * stride + r]) to out, as QuantTile describes.
+void StoreTile(const QuantTile& tile, const float* scratch, size_t stride);
 
 // True for the weight types these kernels take.
 bool IsIntegerKernelType(DType type);

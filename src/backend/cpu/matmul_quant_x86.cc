@@ -20,6 +20,12 @@
 
 #include "hwy/base.h"  // HWY_PUSH_ATTRIBUTES / HWY_POP_ATTRIBUTES
 
+// GCC 12's AVX-512 intrinsics build masked results from _mm512_undefined_*,
+// which -Wmaybe-uninitialized reports once inlined (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace gemmarun::cpu {
 
 HWY_PUSH_ATTRIBUTES("avx,avx2,fma,f16c")
@@ -41,8 +47,8 @@ HWY_POP_ATTRIBUTES
 void QuantTileAvx2(const QuantTile& tile, float* scratch) { avx2::Tile(tile, scratch); }
 void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch) { avx512_vnni::Tile(tile, scratch); }
 void QuantizeActivationsAvx2(const float* x, size_t k, int8_t* qs, float* scales, float* scaled_sums,
-                             int16_t* sums16) {
-  avx2::QuantizeActivations(x, k, qs, scales, scaled_sums, sums16);
+                             int16_t* sums16, int32_t* neg_sums) {
+  avx2::QuantizeActivations(x, k, qs, scales, scaled_sums, sums16, neg_sums);
 }
 
 }  // namespace gemmarun::cpu
@@ -52,7 +58,7 @@ void QuantizeActivationsAvx2(const float* x, size_t k, int8_t* qs, float* scales
 namespace gemmarun::cpu {
 void QuantTileAvx2(const QuantTile&, float*) { GR_CHECK(false) << "AVX2 kernels on a non-x86 build"; }
 void QuantTileAvx512Vnni(const QuantTile&, float*) { GR_CHECK(false) << "VNNI kernels on a non-x86 build"; }
-void QuantizeActivationsAvx2(const float*, size_t, int8_t*, float*, float*, int16_t*) {
+void QuantizeActivationsAvx2(const float*, size_t, int8_t*, float*, float*, int16_t*, int32_t*) {
   GR_CHECK(false) << "AVX2 kernels on a non-x86 build";
 }
 }  // namespace gemmarun::cpu

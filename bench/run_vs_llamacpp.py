@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""gemmarun vs llama.cpp on a Gemma-2B-shaped random-weight model, same files, same run.
+
+Builds a random-weight HF checkpoint with Gemma 1 2B's shapes (vocab 256000,
+hidden 2048, 18 layers, 8 query heads sharing one KV head, head_dim 256,
+intermediate 16384) and the real Gemma vocabulary (tests/data/tokenizer/gemma),
+converts it with `gemmarun quantize` to one GGUF per type (F16, BF16, Q8_0,
+Q4_0), then on each file runs
+
+  * `gemmarun bench -m FILE -p P -n N -t T --reps R --json`, and
+  * llama.cpp (through llama-cpp-python's C API, in a fresh process per file)
+    measuring what llama-bench measures: ppP = one llama_decode of P random
+    tokens, tgN = N single-token llama_decode calls from an empty cache, a
+    warm-up of each first, R timed repetitions,
+
+and prints one markdown table (mean ± sd of tokens/s, the ratio gemmarun /
+llama.cpp, decode GB/s = weight bytes x tokens/s), which it also writes to
+bench/RESULTS.md (--results to change, --no-results to skip).
+
+llama.cpp loads without mmap by default (--llamacpp-mmap to change): on these
+VMs mapped weights touched once per token get evicted by the kernel and decode
+slows down over time (docs/design.md), and gemmarun copies weights into
+anonymous memory too. Everything else is llama.cpp's default context setup
+(flash attention "auto", n_batch = n_ubatch = P, weight repacking on).
+
+Setup (llama-cpp-python builds llama.cpp from source: 10-30 minutes on 2 cores):
+    python3 -m venv /tmp/venv-lcpp
+    CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="-DGGML_NATIVE=ON" \\
+        /tmp/venv-lcpp/bin/pip install numpy llama-cpp-python
+
+Usage (run it with the venv's python: it needs numpy and llama_cpp):
+    /tmp/venv-lcpp/bin/python bench/run_vs_llamacpp.py [--gemmarun build/gemmarun]
+        [--types f16,bf16,q8_0,q4_0] [-p 512] [-n 128] [-t 2] [--reps 3]
+        [--workdir /tmp/gemmarun-bench] [--rebuild-models] [--json]
+
+The model files (~5 GB HF folder, then 5 + 5 + 2.7 + 1.4 GB of GGUF) live in
+--workdir and are reused by later runs; the HF folder is deleted once every
+GGUF exists. Never point --workdir into the repository.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZER_DIR = os.path.join(REPO, "tests", "data", "tokenizer", "gemma")
+
+# Gemma 1 2B (ref: google/gemma-2b config.json).
+CONFIG = {
+    "architectures": ["GemmaForCausalLM"],
+    "model_type": "gemma",
+    "vocab_size": 256000,
+    "hidden_size": 2048,
+    "intermediate_size": 16384,
+    "num_hidden_layers": 18,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 1,
+    "head_dim": 256,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "pad_token_id": 0,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+}
+TYPE_LABELS = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q5_0": "Q5_0"}
+
+
+def log(message):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- model files
+
+def gemma_tensors(c):
+    """(name, shape, is_norm) of a Gemma 1 checkpoint, in the order gemmarun's loader lists them."""
+    hidden, inter, head_dim = c["hidden_size"], c["intermediate_size"], c["head_dim"]
+    q_dim, kv_dim = c["num_attention_heads"] * head_dim, c["num_key_value_heads"] * head_dim
+    out = [("model.embed_tokens.weight", (c["vocab_size"], hidden), False)]
+    for i in range(c["num_hidden_layers"]):
+        p = "model.layers.%d." % i
+        out += [(p + "input_layernorm.weight", (hidden,), True),
+                (p + "self_attn.q_proj.weight", (q_dim, hidden), False),
+                (p + "self_attn.k_proj.weight", (kv_dim, hidden), False),
+                (p + "self_attn.v_proj.weight", (kv_dim, hidden), False),
+                (p + "self_attn.o_proj.weight", (hidden, q_dim), False),
+                (p + "post_attention_layernorm.weight", (hidden,), True),
+                (p + "mlp.gate_proj.weight", (inter, hidden), False),
+                (p + "mlp.up_proj.weight", (inter, hidden), False),
+                (p + "mlp.down_proj.weight", (hidden, inter), False)]
+    out.append(("model.norm.weight", (hidden,), True))
+    return out
+
+
+def write_random_checkpoint(folder, seed):
+    """config.json + model.safetensors (bf16, N(0, 0.02) matrices, zero norms) + the Gemma tokenizer.
+
+    Drawing 2.5 billion normals would take minutes; tensors are instead cut at
+    random offsets from a 64 Mi-value pool of them: the values are as random as
+    speed measurements need (no structure a kernel could exploit).
+    """
+    import numpy as np
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(CONFIG, f, indent=2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(TOKENIZER_DIR, name), os.path.join(folder, name))
+    tensors = gemma_tensors(CONFIG)
+    header, offset = {}, 0
+    for name, shape, _ in tensors:
+        size = int(np.prod(shape)) * 2
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    header["__metadata__"] = {"format": "pt"}
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(1 << 26, dtype=np.float32) * np.float32(0.02)
+    bits = values.view(np.uint32)
+    pool = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+    pool = np.concatenate([pool, pool])  # any slice of up to 64 Mi values starting in the first half
+    path = os.path.join(folder, "model.safetensors")
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name, shape, is_norm in tensors:
+            count = int(np.prod(shape))
+            if is_norm:
+                f.write(np.zeros(count, dtype=np.uint16).tobytes())  # Gemma scales by 1 + w
+                continue
+            for begin in range(0, count, 1 << 26):
+                n = min(1 << 26, count - begin)
+                start = int(rng.integers(0, 1 << 26))
+                f.write(pool[start:start + n].tobytes())
+    os.replace(path + ".tmp", path)
+    return offset
+
+
+def make_models(args, types):
+    os.makedirs(args.workdir, exist_ok=True)
+    files = {t: os.path.join(args.workdir, "gemma-2b-shape-random-%s.gguf" % t) for t in types}
+    missing = [t for t in types if args.rebuild_models or not os.path.exists(files[t])]
+    if not missing:
+        return files
+    folder = os.path.join(args.workdir, "gemma-2b-shape-random-hf")
+    if args.rebuild_models or not os.path.exists(os.path.join(folder, "model.safetensors")):
+        free = shutil.disk_usage(args.workdir).free
+        if free < 20e9:
+            sys.exit("error: %s has %.1f GB free; the models need about 20 GB" % (args.workdir, free / 1e9))
+        t0 = time.time()
+        size = write_random_checkpoint(folder, args.seed)
+        log("wrote %s (%.1f GB, %.0f s)" % (folder, size / 1e9, time.time() - t0))
+    for t in missing:
+        t0 = time.time()
+        run([args.gemmarun, "quantize", "-m", folder, "--type", t, "-o", files[t], "--name", "gemma-2b-shape-random"])
+        log("wrote %s (%.1f GB, %.0f s)" % (files[t], os.path.getsize(files[t]) / 1e9, time.time() - t0))
+    if not args.keep_hf:
+        shutil.rmtree(folder, ignore_errors=True)
+    return files
+
+
+# ----------------------------------------------------------------------------- engines
+
+def run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (exit %d): %s" % (" ".join(cmd), proc.returncode, proc.stderr.strip()))
+    return proc.stdout
+
+
+def bench_gemmarun(args, path):
+    out = run([args.gemmarun, "bench", "-m", path, "-p", str(args.prompt), "-n", str(args.gen), "-t",
+               str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed), "--json"])
+    j = json.loads(out)
+    return {
+        "pp": j["prefill_tokens_per_second"]["values"],
+        "tg": j["decode_tokens_per_second"]["values"],
+        "weight_bytes": j["weight_bytes"],
+        "peak_rss_bytes": j["peak_rss_bytes"],
+        "bandwidth_gbs": j["memory_bandwidth_gb_per_second"],
+        "backend": j["backend"],
+        "load_seconds": j["load_seconds"],
+    }
+
+
+def bench_llamacpp(args, path):
+    """Runs this script's --llamacpp-worker mode in a fresh process (its own memory, its own peak RSS)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--llamacpp-worker", path, "-p", str(args.prompt), "-n",
+           str(args.gen), "-t", str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed)]
+    if args.llamacpp_mmap:
+        cmd.append("--llamacpp-mmap")
+    return json.loads(run(cmd))
+
+
+def llamacpp_worker(args):
+    """llama-bench's test_prompt / test_gen through the C API (ref: llama.cpp tools/llama-bench/llama-bench.cpp)."""
+    import ctypes
+    import random
+    import llama_cpp as L
+
+    def quiet(level, text, user_data):
+        pass
+    log_callback = L.llama_log_callback(quiet)
+    L.llama_log_set(log_callback, ctypes.c_void_p())
+    L.llama_backend_init()
+    mparams = L.llama_model_default_params()
+    mparams.load_mode = L.LLAMA_LOAD_MODE_MMAP if args.llamacpp_mmap else L.LLAMA_LOAD_MODE_NONE
+    t0 = time.time()
+    model = L.llama_model_load_from_file(args.llamacpp_worker.encode(), mparams)
+    if not model:
+        raise RuntimeError("llama.cpp could not load " + args.llamacpp_worker)
+    load_seconds = time.time() - t0
+    cparams = L.llama_context_default_params()
+    cparams.n_ctx = args.prompt + args.gen
+    cparams.n_batch = max(args.prompt, 1)
+    cparams.n_ubatch = max(args.prompt, 1)
+    cparams.n_threads = args.threads
+    cparams.n_threads_batch = args.threads
+    ctx = L.llama_init_from_model(model, cparams)
+    if not ctx:
+        raise RuntimeError("llama.cpp could not create a context")
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+    rng = random.Random(args.seed)
+
+    def decode(tokens):
+        array = (L.llama_token * len(tokens))(*tokens)
+        if L.llama_decode(ctx, L.llama_batch_get_one(array, len(tokens))) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def test_prompt(n):
+        L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        tokens = [rng.randrange(n_vocab) for _ in range(n)]
+        start = time.perf_counter()
+        decode(tokens)
+        L.llama_synchronize(ctx)
+        return n / (time.perf_counter() - start)
+
+    def test_gen(n):
+        L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        token = rng.randrange(n_vocab)
+        start = time.perf_counter()
+        for _ in range(n):
+            decode([token])
+            L.llama_synchronize(ctx)
+            token = rng.randrange(n_vocab)
+        return n / (time.perf_counter() - start)
+
+    # llama-bench's warm-up: one whole prompt, one generated token.
+    if args.prompt > 0:
+        test_prompt(args.prompt)
+    if args.gen > 0:
+        test_gen(1)
+    pp, tg = [], []
+    for _ in range(args.reps):
+        if args.prompt > 0:
+            pp.append(test_prompt(args.prompt))
+        if args.gen > 0:
+            tg.append(test_gen(args.gen))
+    result = {
+        "pp": pp,
+        "tg": tg,
+        "weight_bytes": int(L.llama_model_size(model)),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "load_seconds": load_seconds,
+        "system_info": L.llama_print_system_info().decode(),
+        "version": getattr(L, "__version__", "?"),
+    }
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+    print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- report
+
+def mean_sd(values):
+    if not values:
+        return 0.0, 0.0
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def ratio(a, b):
+    """a/b of two (mean, sd) pairs with first-order error propagation."""
+    (ma, sa), (mb, sb) = a, b
+    if ma <= 0 or mb <= 0:
+        return 0.0, 0.0
+    r = ma / mb
+    return r, r * ((sa / ma) ** 2 + (sb / mb) ** 2) ** 0.5
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def git_revision():
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+local changes" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def table(args, rows):
+    lines = [
+        "| type | GB | test | gemmarun tokens/s | llama.cpp tokens/s | gemmarun / llama.cpp "
+        "| gemmarun GB/s | llama.cpp GB/s |",
+        "| ---- | --: | ---- | ----------------: | -----------------: | -------------------: "
+        "| ------------: | -------------: |",
+    ]
+    for row in rows:
+        ours, theirs = row["gemmarun"], row["llamacpp"]
+        for test, n in (("pp", args.prompt), ("tg", args.gen)):
+            if n == 0:
+                continue
+            a, b = mean_sd(ours[test]), mean_sd(theirs[test])
+            r = ratio(a, b)
+            gbs = ""
+            if test == "tg":
+                ga = mean_sd([v * ours["weight_bytes"] / 1e9 for v in ours[test]])
+                gb = mean_sd([v * theirs["weight_bytes"] / 1e9 for v in theirs[test]])
+                gbs = "| %.1f ± %.1f | %.1f ± %.1f " % (ga[0], ga[1], gb[0], gb[1])
+            else:
+                gbs = "| | "
+            lines.append("| %s | %.2f | %s%d | %.2f ± %.2f | %.2f ± %.2f | **%.2f** ± %.2f %s|" % (
+                TYPE_LABELS.get(row["type"], row["type"]), row["file_bytes"] / 1e9, test, n, a[0], a[1], b[0], b[1],
+                r[0], r[1], gbs))
+    return "\n".join(lines)
+
+
+def report(args, rows, seconds):
+    bandwidths = [r["gemmarun"]["bandwidth_gbs"] for r in rows if r["gemmarun"].get("bandwidth_gbs")]
+    bw = mean_sd(bandwidths)
+    lcpp = rows[0]["llamacpp"] if rows else {}
+    head = [
+        "Gemma-2B-shaped random-weight model (vocab 256000, hidden 2048, 18 layers, 8 heads / 1 KV head, "
+        "head_dim 256, intermediate 16384), files written by `gemmarun quantize`.",
+        "",
+        "- date: %s; gemmarun %s; llama-cpp-python %s" % (
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), git_revision(), lcpp.get("version", "?")),
+        "- machine: %s, %d threads for both engines; gemmarun backend: %s" % (
+            cpu_name(), args.threads, rows[0]["gemmarun"]["backend"] if rows else "?"),
+        "- llama.cpp: %s; load mode %s" % (lcpp.get("system_info", "?").strip(" |"),
+                                           "mmap" if args.llamacpp_mmap else "none (no mmap)"),
+        "- pp%d / tg%d, %d repetitions after a warm-up, mean ± sd (sample); ratio sd by error propagation" % (
+            args.prompt, args.gen, args.reps),
+        "- memory read bandwidth (gemmarun bench, %d threads, 1 GiB streaming read): %.1f ± %.1f GB/s" % (
+            args.threads, bw[0], bw[1]),
+        "- GB/s = weight bytes x decode tokens/s (every weight is read once per token)",
+    ]
+    if args.note:
+        head.append("- note: " + args.note)
+    head.append("")
+    text = "\n".join(head) + table(args, rows) + "\n"
+    peaks = ", ".join("%s %.2f / %.2f GiB" % (TYPE_LABELS.get(r["type"], r["type"]),
+                                              r["gemmarun"]["peak_rss_bytes"] / 2**30,
+                                              r["llamacpp"]["peak_rss_bytes"] / 2**30) for r in rows)
+    text += "\nPeak RSS gemmarun / llama.cpp: %s.\n" % peaks
+    text += "\nWhole run: %.0f s (`%s`).\n" % (seconds, " ".join(
+        ["bench/run_vs_llamacpp.py"] + sys.argv[1:]))
+    return text
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="See the module docstring for setup.")
+    parser.add_argument("--gemmarun", default=os.path.join(REPO, "build", "gemmarun"), help="gemmarun binary")
+    parser.add_argument("--types", default="f16,bf16,q8_0,q4_0", help="comma-separated: f16,bf16,q8_0,q4_0,q5_0,f32")
+    parser.add_argument("-p", "--prompt", type=int, default=512, help="prompt tokens (ppP)")
+    parser.add_argument("-n", "--gen", type=int, default=128, help="generated tokens (tgN)")
+    parser.add_argument("-t", "--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", default="/tmp/gemmarun-bench", help="where the model files go (GBs)")
+    parser.add_argument("--rebuild-models", action="store_true", help="rewrite the model files even if present")
+    parser.add_argument("--keep-hf", action="store_true", help="keep the HF folder after converting")
+    parser.add_argument("--llamacpp-mmap", action="store_true", help="let llama.cpp mmap the file")
+    parser.add_argument("--results", default=os.path.join(REPO, "bench", "RESULTS.md"))
+    parser.add_argument("--no-results", action="store_true", help="print only; do not write --results")
+    parser.add_argument("--note", help="a line to add to the report (e.g. what was special about this run)")
+    parser.add_argument("--json", action="store_true", help="also print every measurement as JSON")
+    parser.add_argument("--llamacpp-worker", metavar="GGUF", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.llamacpp_worker:
+        return llamacpp_worker(args)
+
+    types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
+    for t in types:
+        if t not in TYPE_LABELS:
+            parser.error("unknown type %s (known: %s)" % (t, ", ".join(TYPE_LABELS)))
+    if not os.access(args.gemmarun, os.X_OK):
+        parser.error("%s is not an executable gemmarun (build it, or pass --gemmarun)" % args.gemmarun)
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        sys.exit("error: run this with a python that has llama_cpp (see the setup in the docstring)")
+    start = time.time()
+    try:
+        files = make_models(args, types)
+        rows = []
+        for t in types:
+            log("%s: gemmarun bench" % t)
+            ours = bench_gemmarun(args, files[t])
+            log("%s: llama.cpp" % t)
+            theirs = bench_llamacpp(args, files[t])
+            rows.append({"type": t, "file": files[t], "file_bytes": os.path.getsize(files[t]),
+                         "gemmarun": ours, "llamacpp": theirs})
+            log("%s: pp %.1f vs %.1f, tg %.2f vs %.2f tokens/s" % (
+                t, mean_sd(ours["pp"])[0], mean_sd(theirs["pp"])[0], mean_sd(ours["tg"])[0],
+                mean_sd(theirs["tg"])[0]))
+    except RuntimeError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    text = report(args, rows, time.time() - start)
+    print(text)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    if not args.no_results:
+        with open(args.results, "w") as f:
+            f.write("# gemmarun vs llama.cpp (CPU)\n\nWritten by `bench/run_vs_llamacpp.py`; see bench/README.md.\n\n")
+            f.write(text)
+        log("wrote %s" % args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
