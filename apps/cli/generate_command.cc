@@ -1,5 +1,7 @@
 // `gemmarun generate`: stream a continuation of a prompt (text, token ids, or an
 // image + text for PaliGemma).
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -89,12 +91,23 @@ int Run(const GenerateFlags& flags) {
     return Fail("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
                 std::to_string((*session)->context_length()) + " (raise -c/--ctx-size)");
   }
+  // Prefilled here (not inside Generate) when the prompt is an image prefix, which is
+  // one bidirectional pass, or long enough on a terminal to deserve a progress bar.
+  constexpr size_t kProgressChunk = 256;
+  const bool show_progress = prefill.image == nullptr && prompt.size() > 2 * kProgressChunk && StderrIsTerminal();
+  const bool prefill_here = prefill.image != nullptr || show_progress;
   double image_prefill_seconds = 0.0;
-  if (prefill.image != nullptr) {
-    // The image + prompt prefix is one bidirectional pass, then generation continues from it.
+  if (prefill_here) {
     const auto start = std::chrono::steady_clock::now();
-    auto logits = (*session)->Prefill(prompt, prefill);
-    if (!logits.ok()) return Fail(logits.status());
+    ProgressBar bar("prefill");
+    const size_t chunk = prefill.image != nullptr ? prompt.size() : kProgressChunk;
+    for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
+      const size_t count = std::min(chunk, prompt.size() - begin);
+      auto logits = (*session)->Prefill(std::span<const int32_t>(prompt).subspan(begin, count), prefill);
+      if (!logits.ok()) return Fail(logits.status());
+      bar.Update(begin + count, prompt.size());
+    }
+    bar.Finish();
     image_prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   GenerateOptions options;
@@ -108,9 +121,9 @@ int Run(const GenerateFlags& flags) {
     std::fflush(stdout);
     return true;
   };
-  auto result = (*session)->Generate(prefill.image != nullptr ? std::span<const int32_t>() : prompt, options);
+  auto result = (*session)->Generate(prefill_here ? std::span<const int32_t>() : prompt, options);
   if (!result.ok()) return Fail(result.status());
-  const int64_t prompt_tokens = prefill.image != nullptr ? static_cast<int64_t>(prompt.size()) : result->prompt_tokens;
+  const int64_t prompt_tokens = prefill_here ? static_cast<int64_t>(prompt.size()) : result->prompt_tokens;
   const double prefill_seconds = result->prefill_seconds + image_prefill_seconds;
   if (flags.json) {
     nlohmann::json out = GenerationJson(*result, prompt_tokens, prefill_seconds);
