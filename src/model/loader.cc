@@ -1,5 +1,8 @@
 #include "model/loader.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <vector>
 
@@ -30,6 +33,16 @@ Status ConvertMatrix(const WeightSpec& spec, const TensorSource& source, const S
     }
   }
   return Status::Ok();
+}
+
+// Once a tensor is copied, its file pages are dead weight: dropping them keeps the
+// load's peak memory near the weights' size instead of twice it. Only whole pages
+// inside the tensor's bytes are dropped (neighbours may still be needed).
+void ReleaseSourcePages(const TensorSource& source) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(source.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(source.data) + source.bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 Status CopyInto(const WeightSpec& spec, const TensorSource& source, const WeightLoadOptions& options) {
@@ -107,6 +120,7 @@ Status LoadWeights(const ModelConfig& config, const TensorLookup& lookup, const 
   size_t done_bytes = 0;
   for (const auto& [spec, source] : plan) {
     GR_RETURN_IF_ERROR(CopyInto(spec, *source, options));
+    ReleaseSourcePages(*source);
     done_bytes += source->bytes;
     if (options.progress) options.progress(done_bytes, total_bytes);
   }
