@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import struct
 import subprocess
@@ -373,13 +374,13 @@ def report(args, rows, seconds):
     if args.note:
         head.append("- note: " + args.note)
     head.append("")
-    text = "\n".join(head) + table(args, rows) + "\n"
+    text = "\n".join(head) + "\n" + table(args, rows) + "\n"
     peaks = ", ".join("%s %.2f / %.2f GiB" % (TYPE_LABELS.get(r["type"], r["type"]),
                                               r["gemmarun"]["peak_rss_bytes"] / 2**30,
                                               r["llamacpp"]["peak_rss_bytes"] / 2**30) for r in rows)
-    text += "\nPeak RSS gemmarun / llama.cpp: %s.\n" % peaks
-    text += "\nWhole run: %.0f s (`%s`).\n" % (seconds, " ".join(
-        ["bench/run_vs_llamacpp.py"] + sys.argv[1:]))
+    text += ("\nPeak RSS gemmarun / llama.cpp: %s (gemmarun's peak includes the file's pages, mapped while "
+             "the weights are copied out).\n" % peaks)
+    text += "\nWhole run: %.0f s (`%s`).\n" % (seconds, shlex.join(["bench/run_vs_llamacpp.py"] + sys.argv[1:]))
     return text
 
 

@@ -6,6 +6,7 @@
 // with the same thread count.
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -65,6 +66,16 @@ int ThreadsOf(const ModelInfo& info, int requested) {
   if (std::regex_search(info.backend, match, kThreads)) return std::stoi(match[1].str());
   if (requested > 0) return requested;
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Resident now (/proc/self/statm), 0 where unknown.
+size_t CurrentRssBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const bool ok = std::fscanf(f, "%llu %llu", &size, &resident) == 2;
+  std::fclose(f);
+  return ok ? static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 size_t PeakRssBytes() {
@@ -214,8 +225,11 @@ int Run(const BenchFlags& flags) {
     }
   }
   bar.Finish();
-  // Before the bandwidth buffer exists: the peak is the model's.
-  const size_t peak_rss = PeakRssBytes();
+  // Before the bandwidth buffer exists: the peak is the model's (loading
+  // included); the current figure is what running it holds.
+  // (The kernel updates ru_maxrss lazily, so it can trail the current figure.)
+  const size_t rss = CurrentRssBytes();
+  const size_t peak_rss = std::max(PeakRssBytes(), rss);
   session.reset();
   engine.reset();
   const double bandwidth =
@@ -240,6 +254,7 @@ int Run(const BenchFlags& flags) {
     out["decode_tokens_per_second"] = do_decode ? decode_tps.Json() : nlohmann::json();
     out["decode_gb_per_second"] = do_decode ? decode_gbps.Json() : nlohmann::json();
     out["peak_rss_bytes"] = peak_rss;
+    out["rss_bytes"] = rss;
     out["memory_bandwidth_gb_per_second"] = bandwidth > 0 ? nlohmann::json(bandwidth) : nlohmann::json();
     out["decode_bandwidth_ratio"] = ratio > 0 ? nlohmann::json(ratio) : nlohmann::json();
     std::printf("%s\n", out.dump(2).c_str());
@@ -249,16 +264,16 @@ int Run(const BenchFlags& flags) {
               info.num_layers, info.weight_bytes / 1e9, dtype.c_str());
   std::printf("backend %s; loaded in %.1f s; %d reps after a warm-up\n\n", info.backend.c_str(), load_seconds,
               flags.reps);
-  std::printf("| test   |           tokens/s |  weight GB/s |\n");
-  std::printf("| ------ | -----------------: | -----------: |\n");
+  std::printf("| test   |             tokens/s |  weight GB/s |\n");
+  std::printf("| ------ | -------------------: | -----------: |\n");
   if (do_prefill) {
-    std::printf("| pp%-4d | %s |              |\n", flags.prompt_tokens, Format(prefill_tps, 2, 18).c_str());
+    std::printf("| pp%-4d | %s |              |\n", flags.prompt_tokens, Format(prefill_tps, 2, 20).c_str());
   }
   if (do_decode) {
-    std::printf("| tg%-4d | %s | %s |\n", flags.gen_tokens, Format(decode_tps, 2, 18).c_str(),
+    std::printf("| tg%-4d | %s | %s |\n", flags.gen_tokens, Format(decode_tps, 2, 20).c_str(),
                 Format(decode_gbps, 1, 12).c_str());
   }
-  std::printf("\npeak RSS %.2f GiB\n", peak_rss / 1073741824.0);
+  std::printf("\nRSS %.2f GiB after the runs, peak %.2f GiB\n", rss / 1073741824.0, peak_rss / 1073741824.0);
   if (bandwidth > 0) {
     std::printf("memory read bandwidth %.1f GB/s (%d threads, %d MiB streaming read, best of 5)", bandwidth, threads,
                 flags.bandwidth_mib);
