@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -87,16 +88,24 @@ void RunMatMul(benchmark::State& state, int64_t tokens, int64_t n, int64_t k) {
   const DType type = kTypes[state.range(0)];
   const int threads = static_cast<int>(state.range(1));
   auto backend = CreateCpuBackend(threads);
-  Tensor w = RandomWeights(type, n, k);
+  // Decode rotates over copies of the weights, 256 MiB in all, so that the
+  // 32 MiB L3 cannot serve a matrix it has just seen: every byte comes from DRAM.
+  const size_t bytes = RowBytes(type, k) * n;
+  const size_t copies = tokens == 1 ? std::max<size_t>(1, ((size_t{256} << 20) + bytes - 1) / bytes) : 1;
+  std::vector<Tensor> weights;
+  for (size_t c = 0; c < copies; ++c) weights.push_back(RandomWeights(type, n, k));
   Tensor x(DType::kF32, Shape{tokens, k}), out(DType::kF32, Shape{tokens, n});
   std::mt19937 rng(2);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int64_t i = 0; i < tokens * k; ++i) x.f32()[i] = normal(rng);
-  backend->MatMul(x.view(), w.view(), TensorView{}, out.view());  // warm-up: page in, size buffers
+  backend->MatMul(x.view(), weights[0].view(), TensorView{}, out.view());  // warm-up: size buffers
+  size_t next = 0;
   for (auto _ : state) {
-    backend->MatMul(x.view(), w.view(), TensorView{}, out.view());
+    backend->MatMul(x.view(), weights[next].view(), TensorView{}, out.view());
+    next = (next + 1) % copies;
     benchmark::DoNotOptimize(out.f32()[0]);
   }
+  const Tensor& w = weights[0];
   state.SetLabel(std::string(Name(type)) + " " + cpu::Name(cpu::ActiveQuantPath()));
   if (tokens == 1) {
     state.counters["GB/s"] = benchmark::Counter(static_cast<double>(w.bytes()) / 1e9,
