@@ -7,6 +7,7 @@
 //
 //   build-perf/bench/matmul_bench --benchmark_filter='Decode' --benchmark_repetitions=5
 //   GR_QUANT_PATH=avx2 build-perf/bench/matmul_bench ...   (portable | avx2 | avx512_vnni)
+//   GR_MATMUL_PRECISION=bf16 build-perf/bench/matmul_bench --benchmark_filter='Prefill.*type:1/'
 //
 // Other jobs on a shared machine skew single runs: repeat and compare medians.
 #include <benchmark/benchmark.h>
@@ -87,7 +88,11 @@ void RunMatMul(benchmark::State& state, int64_t tokens, int64_t n, int64_t k) {
   ApplyPathFromEnvironment();
   const DType type = kTypes[state.range(0)];
   const int threads = static_cast<int>(state.range(1));
-  auto backend = CreateCpuBackend(threads);
+  // GR_MATMUL_PRECISION=bf16: bf16 weights multiply bf16-rounded activations.
+  const char* precision = std::getenv("GR_MATMUL_PRECISION");
+  auto backend = CreateCpuBackend(threads, precision != nullptr && std::string(precision) == "bf16"
+                                               ? MatMulPrecision::kBF16
+                                               : MatMulPrecision::kF32);
   // Decode rotates over copies of the weights, 256 MiB in all, so that the
   // 32 MiB L3 cannot serve a matrix it has just seen: every byte comes from DRAM.
   const size_t bytes = RowBytes(type, k) * n;
@@ -134,6 +139,11 @@ void BM_Prefill128(benchmark::State& state) { RunMatMul(state, 128, 2048, 2048);
 void BM_Prefill512(benchmark::State& state) { RunMatMul(state, 512, 2048, 2048); }
 BENCHMARK(BM_Prefill128)->Apply(TypeAndThreads);
 BENCHMARK(BM_Prefill512)->Apply(TypeAndThreads);
+// Prefill on the MLP's shapes, where Gemma-2B spends 90% of its prefill.
+void BM_Prefill512Wide(benchmark::State& state) { RunMatMul(state, 512, 16384, 2048); }
+void BM_Prefill512Deep(benchmark::State& state) { RunMatMul(state, 512, 2048, 16384); }
+BENCHMARK(BM_Prefill512Wide)->Apply(TypeAndThreads);
+BENCHMARK(BM_Prefill512Deep)->Apply(TypeAndThreads);
 
 // Gemma 3 270M's tied LM head: many short rows (K=640: 20 blocks of 32; the
 // K-quants need K % 256 == 0, so they are left out).

@@ -14,6 +14,13 @@ namespace gemmarun {
 
 class ThreadPool;
 
+// How MatMul treats bf16 weights. kF32: exact products of the stored weights
+// with f32 activations (the default; what the golden tests pin). kBF16: the
+// activations are rounded to bf16 first, as llama.cpp and bf16 PyTorch do, so
+// a CPU with AVX512_BF16 multiplies pairs natively (twice the f32 FMA rate);
+// sums stay f32. Other weight types are unaffected.
+enum class MatMulPrecision { kF32, kBF16 };
+
 struct AttentionArgs {
   TensorView q;        // [num_tokens, num_heads, head_dim] f32, RoPE applied
   TensorView k_cache;  // [capacity, num_kv_heads, head_dim] f32

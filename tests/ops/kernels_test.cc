@@ -300,9 +300,12 @@ TEST_P(FloatMatMulTest, MatchesReferenceOnEveryTarget) {
   const DType type = std::get<0>(GetParam());
   const int threads = std::get<1>(GetParam());
   // {1, 5001, 7}: a row of activations over 16 KiB, decoded two rows at a time plus a single one.
-  const Case cases[] = {{1, 1, 1},     {1, 3, 5},    {1, 17, 9},   {2, 16, 4},    {3, 33, 7},
-                        {5, 64, 13},   {4, 257, 8},  {7, 100, 33}, {64, 48, 5},   {67, 1000, 9},
-                        {1, 4096, 6},  {1, 5001, 7}, {130, 1500, 5}};
+  // From 16 tokens on, AVX-512 CPUs take the panel kernels: {67, 1000, 9} has
+  // partial token groups, rows and K; {130, 1500, 5} two K chunks with a tail;
+  // {509, 70, 130} two token blocks and a partial third 64-row panel.
+  const Case cases[] = {{1, 1, 1},     {1, 3, 5},    {1, 17, 9},     {2, 16, 4},   {3, 33, 7},
+                        {5, 64, 13},   {4, 257, 8},  {7, 100, 33},   {64, 48, 5},  {67, 1000, 9},
+                        {1, 4096, 6},  {1, 5001, 7}, {130, 1500, 5}, {16, 31, 64}, {509, 70, 130}};
   auto backend = CreateCpuBackend(threads);
   ForEachTarget([&] {
     for (const Case& c : cases) {
@@ -342,6 +345,64 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       return std::string(Name(std::get<0>(info.param))) + "_threads" + std::to_string(std::get<1>(info.param));
     });
+
+// MatMulPrecision::kBF16: bf16 weights multiply activations rounded to bf16,
+// so the reference rounds them too; products of two bf16 are exact in f32, so
+// the tolerance is the same summation bound. Other types ignore the setting.
+TEST(Bf16ProductsTest, MatchesReferenceWithRoundedActivations) {
+  // {20, 2049, 65}: an odd K whose last pair is padded, after a full 2048 chunk.
+  const Case cases[] = {{1, 64, 8}, {3, 33, 7}, {16, 31, 64}, {67, 1000, 9}, {20, 2049, 65}, {509, 70, 130}};
+  for (int threads : {1, 3}) {
+    auto backend = CreateCpuBackend(threads, MatMulPrecision::kBF16);
+    for (const Case& c : cases) {
+      SCOPED_TRACE("threads " + std::to_string(threads) + " tokens " + std::to_string(c.tokens) + " k " +
+                   std::to_string(c.k) + " n " + std::to_string(c.n));
+      Tensor w = RandomWeights(DType::kBF16, c.n, c.k, c.k + 5 * c.n);
+      std::vector<float> x = RandomFloats(c.tokens * c.k, c.k + 2 * c.tokens);
+      std::vector<float> out(c.tokens * c.n, std::numeric_limits<float>::quiet_NaN());
+      backend->MatMul(TensorView{x.data(), DType::kF32, Shape{c.tokens, c.k}}, w.view(), TensorView{},
+                      TensorView{out.data(), DType::kF32, Shape{c.tokens, c.n}});
+      std::vector<float> wf(c.k);
+      double error_vs_rounded = 0.0, error_vs_exact = 0.0;
+      for (int r = 0; r < c.n; ++r) {
+        DequantizeRow(DType::kBF16, w.view().row(r), wf.data(), c.k);
+        for (int t = 0; t < c.tokens; ++t) {
+          double expected = 0.0, exact = 0.0, magnitude = 0.0;
+          for (int i = 0; i < c.k; ++i) {
+            const float xi = x[t * c.k + i];
+            expected += static_cast<double>(wf[i]) * BF16ToF32(F32ToBF16(xi));
+            exact += static_cast<double>(wf[i]) * xi;
+            magnitude += std::fabs(static_cast<double>(wf[i]) * xi);
+          }
+          const double tolerance = (c.k + 2) * kEps * magnitude;
+          ASSERT_NEAR(out[t * c.n + r], expected, tolerance) << "token " << t << " row " << r;
+          error_vs_rounded += std::fabs(out[t * c.n + r] - expected);
+          error_vs_exact += std::fabs(out[t * c.n + r] - exact);
+        }
+      }
+      // The rounding is really applied: the results are far closer to the
+      // rounded reference than to the exact one (activations lose 16 of 24
+      // mantissa bits; f32 summation errors are ~1000x smaller).
+      EXPECT_LT(10 * error_vs_rounded, error_vs_exact);
+    }
+  }
+}
+
+TEST(Bf16ProductsTest, OtherWeightTypesAreUnaffected) {
+  const int tokens = 40, k = 96, n = 70;
+  std::vector<float> x = RandomFloats(tokens * k, 11);
+  for (DType type : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+    SCOPED_TRACE(Name(type));
+    Tensor w = RandomWeights(type, n, k, 12);
+    std::vector<float> exact(tokens * n), bf16(tokens * n);
+    for (auto [precision, out] : {std::pair{MatMulPrecision::kF32, &exact}, std::pair{MatMulPrecision::kBF16, &bf16}}) {
+      CreateCpuBackend(2, precision)
+          ->MatMul(TensorView{x.data(), DType::kF32, Shape{tokens, k}}, w.view(), TensorView{},
+                   TensorView{out->data(), DType::kF32, Shape{tokens, n}});
+    }
+    EXPECT_EQ(exact, bf16);
+  }
+}
 
 // The row kernels attention and norms use, on every target.
 TEST(RowKernelsTest, DotsMatchReferenceOnEveryTarget) {

@@ -16,15 +16,15 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads)
-      : pool_(num_threads > 0 ? num_threads : ThreadPool::DefaultThreadCount()) {}
+  CpuBackend(int num_threads, MatMulPrecision precision)
+      : pool_(num_threads > 0 ? num_threads : ThreadPool::DefaultThreadCount()), precision_(precision) {}
 
   const char* name() const override { return "cpu"; }
   int num_threads() const override { return pool_.num_threads(); }
 
   void MatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
               const TensorView& out) override {
-    cpu::MatMul(pool_, matmul_workspace_, x, w, bias, out);
+    cpu::MatMul(pool_, matmul_workspace_, x, w, bias, out, precision_);
   }
 
   void Embed(const TensorView& table, std::span<const int32_t> ids, float scale,
@@ -284,14 +284,15 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  MatMulPrecision precision_;
   std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(pool_.num_threads());
   cpu::MatMulWorkspace matmul_workspace_{pool_.num_threads()};
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> CreateCpuBackend(int num_threads) {
-  return std::make_unique<CpuBackend>(num_threads);
+std::unique_ptr<Backend> CreateCpuBackend(int num_threads, MatMulPrecision precision) {
+  return std::make_unique<CpuBackend>(num_threads, precision);
 }
 
 }  // namespace gemmarun

@@ -9,6 +9,6 @@
 namespace gemmarun {
 
 // num_threads <= 0 picks the number of physical cores.
-std::unique_ptr<Backend> CreateCpuBackend(int num_threads);
+std::unique_ptr<Backend> CreateCpuBackend(int num_threads, MatMulPrecision precision = MatMulPrecision::kF32);
 
 }  // namespace gemmarun

@@ -16,9 +16,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "backend/cpu/matmul_quant.h"
+#include "ops/backend.h"
 #include "tensor/tensor.h"
 
 namespace gemmarun {
@@ -28,19 +30,18 @@ class ThreadPool;
 namespace gemmarun::cpu {
 
 // Buffers a backend keeps between calls (grown on demand, never per token).
-class MatMulWorkspace {
- public:
+struct MatMulWorkspace {
   explicit MatMulWorkspace(int num_threads) : tile_scratch_(num_threads) {}
 
- private:
-  friend void MatMul(ThreadPool&, MatMulWorkspace&, const TensorView&, const TensorView&, const TensorView&,
-                     const TensorView&);
   QuantizedActivations acts_;
+  std::vector<float> packed_x_;   // PackActivations (matmul_panel.h)
+  std::vector<float> rounded_x_;  // activations rounded to bf16, for kernels without bf16 products
   std::vector<std::vector<float>> tile_scratch_;  // per thread
 };
 
 // x [num_tokens, k] f32, w [n, k] any weight dtype, bias [n] f32 or empty, out [num_tokens, n] f32.
+// precision: see MatMulPrecision (ops/backend.h); only bf16 weights look at it.
 void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, const TensorView& w,
-            const TensorView& bias, const TensorView& out);
+            const TensorView& bias, const TensorView& out, MatMulPrecision precision = MatMulPrecision::kF32);
 
 }  // namespace gemmarun::cpu
