@@ -7,7 +7,9 @@ intermediate 16384) and the real Gemma vocabulary (tests/data/tokenizer/gemma),
 converts it with `gemmarun quantize` to one GGUF per type (F16, BF16, Q8_0,
 Q4_0), then on each file runs
 
-  * `gemmarun bench -m FILE -p P -n N -t T --reps R --json`, and
+  * `gemmarun bench -m FILE -p P -n N -t T --reps R --json`; on the BF16 file
+    a second time with `--matmul-precision bf16` (bf16-rounded activations,
+    llama.cpp's arithmetic; the default is gemmarun's exact f32 products), and
   * llama.cpp (through llama-cpp-python's C API, in a fresh process per file)
     measuring what llama-bench measures: ppP = one llama_decode of P random
     tokens, tgN = N single-token llama_decode calls from an empty cache, a
@@ -15,7 +17,14 @@ Q4_0), then on each file runs
 
 and prints one markdown table (mean ± sd of tokens/s, the ratio gemmarun /
 llama.cpp, decode GB/s = weight bytes x tokens/s), which it also writes to
-bench/RESULTS.md (--results to change, --no-results to skip).
+bench/RESULTS.md (--results to change, --no-results to skip). Both BF16 rows
+are divided by the same llama.cpp measurement.
+
+--rounds K repeats those runs K times per file and pools the repetitions
+(K x R values per engine and test). The order alternates from one round to the
+next (gemmarun first, then llama.cpp first, ...), so a memory bandwidth that
+drifts over minutes, as on these VMs, weighs on both engines alike instead of
+skewing the ratio.
 
 llama.cpp loads without mmap by default (--llamacpp-mmap to change): on these
 VMs mapped weights touched once per token get evicted by the kernel and decode
@@ -30,7 +39,7 @@ Setup (llama-cpp-python builds llama.cpp from source: 10-30 minutes on 2 cores):
 
 Usage (run it with the venv's python: it needs numpy and llama_cpp):
     /tmp/venv-lcpp/bin/python bench/run_vs_llamacpp.py [--gemmarun build/gemmarun]
-        [--types f16,bf16,q8_0,q4_0] [-p 512] [-n 128] [-t 2] [--reps 3]
+        [--types f16,bf16,q8_0,q4_0] [-p 512] [-n 128] [-t 2] [--reps 3] [--rounds 1]
         [--workdir /tmp/gemmarun-bench] [--rebuild-models] [--json]
 
 The model files (~5 GB HF folder, then 5 + 5 + 2.7 + 1.4 GB of GGUF) live in
@@ -180,19 +189,79 @@ def run(cmd):
     return proc.stdout
 
 
-def bench_gemmarun(args, path):
-    out = run([args.gemmarun, "bench", "-m", path, "-p", str(args.prompt), "-n", str(args.gen), "-t",
-               str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed), "--json"])
-    j = json.loads(out)
+def bench_gemmarun(args, path, matmul_precision="f32"):
+    cmd = [args.gemmarun, "bench", "-m", path, "-p", str(args.prompt), "-n", str(args.gen), "-t",
+           str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed), "--json"]
+    if matmul_precision != "f32":
+        cmd += ["--matmul-precision", matmul_precision]
+    j = json.loads(run(cmd))
     return {
-        "pp": j["prefill_tokens_per_second"]["values"],
-        "tg": j["decode_tokens_per_second"]["values"],
+        "pp": (j["prefill_tokens_per_second"] or {}).get("values", []),
+        "tg": (j["decode_tokens_per_second"] or {}).get("values", []),
         "weight_bytes": j["weight_bytes"],
         "peak_rss_bytes": j["peak_rss_bytes"],
         "bandwidth_gbs": j["memory_bandwidth_gb_per_second"],
         "backend": j["backend"],
+        "matmul_precision": j.get("matmul_precision", matmul_precision),
         "load_seconds": j["load_seconds"],
     }
+
+
+def pool(runs):
+    """One engine's runs of one file over --rounds, as a single result: the repetitions of every
+    round together; peak RSS the largest; bandwidth and load time the means (each round's kept)."""
+    first = runs[0]
+    out = dict(first)
+    out["pp"] = [v for r in runs for v in r["pp"]]
+    out["tg"] = [v for r in runs for v in r["tg"]]
+    out["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
+    out["load_seconds"] = mean_sd([r["load_seconds"] for r in runs])[0]
+    out["rounds"] = len(runs)
+    if "bandwidth_gbs" in first:
+        values = [r["bandwidth_gbs"] for r in runs if r.get("bandwidth_gbs")]
+        out["bandwidth_gbs"] = mean_sd(values)[0] if values else None
+        out["bandwidth_gbs_values"] = values
+    return out
+
+
+def variants(t):
+    """gemmarun's runs of a file of type t: (matmul precision, table label)."""
+    label = TYPE_LABELS.get(t, t)
+    if t == "bf16":
+        return [("f32", label), ("bf16", label + " (bf16 products)")]
+    return [("f32", label)]
+
+
+def bench_file(args, t, path):
+    """Table rows of one file: every gemmarun variant against one pooled llama.cpp measurement.
+
+    Each round runs every variant and llama.cpp once, in an order reversed every other round
+    (A B C, C B A, ...): under a drift that is linear in time each engine's mean then sits at the
+    same point of it, so the ratio is not skewed by which engine happened to run later.
+    """
+    jobs = [("gemmarun", precision) for precision, _ in variants(t)] + [("llamacpp", None)]
+    results = {job: [] for job in jobs}
+    for round_index in range(args.rounds):
+        order = jobs if round_index % 2 == 0 else jobs[::-1]
+        for job in order:
+            engine, precision = job
+            what = "llama.cpp" if engine == "llamacpp" else "gemmarun bench" + (
+                " --matmul-precision " + precision if precision != "f32" else "")
+            log("%s: %s (round %d of %d)" % (t, what, round_index + 1, args.rounds))
+            if engine == "llamacpp":
+                results[job].append(bench_llamacpp(args, path))
+            else:
+                results[job].append(bench_gemmarun(args, path, precision))
+    theirs = pool(results[("llamacpp", None)])
+    rows = []
+    for precision, label in variants(t):
+        ours = pool(results[("gemmarun", precision)])
+        rows.append({"type": t, "label": label, "matmul_precision": precision, "file": path,
+                     "file_bytes": os.path.getsize(path), "gemmarun": ours, "llamacpp": theirs})
+        log("%s: pp %.1f vs %.1f, tg %.2f vs %.2f tokens/s" % (
+            label, mean_sd(ours["pp"])[0], mean_sd(theirs["pp"])[0], mean_sd(ours["tg"])[0],
+            mean_sd(theirs["tg"])[0]))
+    return rows
 
 
 def bench_llamacpp(args, path):
@@ -324,6 +393,10 @@ def git_revision():
         return "unknown"
 
 
+def row_label(row):
+    return row.get("label") or TYPE_LABELS.get(row["type"], row["type"])
+
+
 def table(args, rows):
     lines = [
         "| type | GB | test | gemmarun tokens/s | llama.cpp tokens/s | gemmarun / llama.cpp "
@@ -346,13 +419,12 @@ def table(args, rows):
             else:
                 gbs = "| | "
             lines.append("| %s | %.2f | %s%d | %.2f ± %.2f | %.2f ± %.2f | **%.2f** ± %.2f %s|" % (
-                TYPE_LABELS.get(row["type"], row["type"]), row["file_bytes"] / 1e9, test, n, a[0], a[1], b[0], b[1],
-                r[0], r[1], gbs))
+                row_label(row), row["file_bytes"] / 1e9, test, n, a[0], a[1], b[0], b[1], r[0], r[1], gbs))
     return "\n".join(lines)
 
 
 def report(args, rows, seconds):
-    bandwidths = [r["gemmarun"]["bandwidth_gbs"] for r in rows if r["gemmarun"].get("bandwidth_gbs")]
+    bandwidths = [v for r in rows for v in r["gemmarun"].get("bandwidth_gbs_values", [])]
     bw = mean_sd(bandwidths)
     lcpp = rows[0]["llamacpp"] if rows else {}
     head = [
@@ -365,17 +437,23 @@ def report(args, rows, seconds):
             cpu_name(), args.threads, rows[0]["gemmarun"]["backend"] if rows else "?"),
         "- llama.cpp: %s; load mode %s" % (lcpp.get("system_info", "?").strip(" |"),
                                            "mmap" if args.llamacpp_mmap else "none (no mmap)"),
-        "- pp%d / tg%d, %d repetitions after a warm-up, mean ± sd (sample); ratio sd by error propagation" % (
-            args.prompt, args.gen, args.reps),
+        "- pp%d / tg%d, %s after a warm-up, mean ± sd (sample); ratio sd by error propagation" % (
+            args.prompt, args.gen, "%d repetitions" % args.reps if args.rounds == 1 else
+            "%d rounds x %d repetitions pooled (engine order alternating between rounds)" % (
+                args.rounds, args.reps)),
         "- memory read bandwidth (gemmarun bench, %d threads, 1 GiB streaming read): %.1f ± %.1f GB/s" % (
             args.threads, bw[0], bw[1]),
         "- GB/s = weight bytes x decode tokens/s (every weight is read once per token)",
     ]
+    if any(r.get("matmul_precision") == "bf16" for r in rows):
+        head.append("- \"(bf16 products)\": gemmarun with `--matmul-precision bf16` (activations rounded to bf16 "
+                    "for bf16 weights, as llama.cpp does); the other rows use gemmarun's exact default; both "
+                    "BF16 rows are compared with the same llama.cpp runs")
     if args.note:
         head.append("- note: " + args.note)
     head.append("")
     text = "\n".join(head) + "\n" + table(args, rows) + "\n"
-    peaks = ", ".join("%s %.2f / %.2f GiB" % (TYPE_LABELS.get(r["type"], r["type"]),
+    peaks = ", ".join("%s %.2f / %.2f GiB" % (row_label(r),
                                               r["gemmarun"]["peak_rss_bytes"] / 2**30,
                                               r["llamacpp"]["peak_rss_bytes"] / 2**30) for r in rows)
     text += ("\nPeak RSS gemmarun / llama.cpp: %s (gemmarun's peak includes the file's pages, mapped while "
@@ -393,7 +471,9 @@ def main():
     parser.add_argument("-p", "--prompt", type=int, default=512, help="prompt tokens (ppP)")
     parser.add_argument("-n", "--gen", type=int, default=128, help="generated tokens (tgN)")
     parser.add_argument("-t", "--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per engine run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each engine per file, order alternating, repetitions pooled")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", default="/tmp/gemmarun-bench", help="where the model files go (GBs)")
     parser.add_argument("--rebuild-models", action="store_true", help="rewrite the model files even if present")
@@ -408,6 +488,8 @@ def main():
     if args.llamacpp_worker:
         return llamacpp_worker(args)
 
+    if args.rounds < 1 or args.reps < 1:
+        parser.error("--rounds and --reps must be at least 1")
     types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
     for t in types:
         if t not in TYPE_LABELS:
@@ -423,15 +505,7 @@ def main():
         files = make_models(args, types)
         rows = []
         for t in types:
-            log("%s: gemmarun bench" % t)
-            ours = bench_gemmarun(args, files[t])
-            log("%s: llama.cpp" % t)
-            theirs = bench_llamacpp(args, files[t])
-            rows.append({"type": t, "file": files[t], "file_bytes": os.path.getsize(files[t]),
-                         "gemmarun": ours, "llamacpp": theirs})
-            log("%s: pp %.1f vs %.1f, tg %.2f vs %.2f tokens/s" % (
-                t, mean_sd(ours["pp"])[0], mean_sd(theirs["pp"])[0], mean_sd(ours["tg"])[0],
-                mean_sd(theirs["tg"])[0]))
+            rows += bench_file(args, t, files[t])
     except RuntimeError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

@@ -31,9 +31,12 @@ class ProgressBar {
   int last_percent_ = -1;
 };
 
-// Loads a model with a progress bar; -t/--threads and -c/--ctx-size apply.
+// Loads a model with a progress bar; -t/--threads, -c/--ctx-size, --dtype and
+// --matmul-precision apply. A --matmul-precision other than "", f32 or bf16 is
+// an InvalidArgument naming the flag.
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
-                                           const std::string& weight_dtype = "");
+                                           const std::string& weight_dtype = "",
+                                           const std::string& matmul_precision = "");
 
 // The figures every generating command reports with --json: token counts,
 // prefill/decode seconds and tokens/s, and the stop reason.
@@ -42,12 +45,20 @@ nlohmann::json GenerationJson(const GenerateResult& result, int64_t prompt_token
 // Adds --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed.
 void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling);
 
-// Adds -m/--model, -t/--threads, -c/--ctx-size.
+// Adds --matmul-precision f32|bf16 (EngineOptions::matmul_precision). Checked
+// by LoadEngine rather than by CLI11, so a bad value is one "error:" line.
+void AddMatMulPrecisionFlag(CLI::App* app, std::string* matmul_precision);
+
+// "f32" or "bf16": what --json reports for --matmul-precision (empty = f32).
+std::string MatMulPrecisionName(const std::string& matmul_precision);
+
+// Adds -m/--model, -t/--threads, -c/--ctx-size, --dtype, --matmul-precision.
 struct ModelFlags {
   std::string model;
   int threads = 0;
   int64_t context = 0;
-  std::string dtype;  // --dtype: convert matrices at load
+  std::string dtype;             // --dtype: convert matrices at load
+  std::string matmul_precision;  // --matmul-precision: f32 (default, exact) or bf16
   Result<std::unique_ptr<Engine>> Load() const;
   void Add(CLI::App* app, bool model_required = true);
 };

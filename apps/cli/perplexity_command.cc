@@ -77,7 +77,8 @@ int Run(const PerplexityFlags& flags) {
   auto input = ReadFile(source);
   if (!input.ok()) return Fail(input.status());
   if (flags.window < 2) return Fail("-c/--ctx-size must be at least 2 for perplexity");
-  auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.window);
+  auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.window, /*weight_dtype=*/"",
+                           flags.model.matmul_precision);
   if (!engine.ok()) return Fail(engine.status());
   auto ids = flags.ids_file.empty() ? (*engine)->Tokenize(*input, /*add_bos=*/false)
                                     : ParseIds(source, *input, (*engine)->info().vocab_size);
@@ -154,6 +155,7 @@ void AddPerplexityCommand(CLI::App& root, int* exit_code) {
   CLI::App* app = root.add_subcommand("perplexity", "Measure a model's perplexity on a text file");
   app->add_option("-m,--model", flags->model.model, "HF checkpoint folder or .gguf file")->required();
   app->add_option("-t,--threads", flags->model.threads, "threads (default: physical cores)");
+  AddMatMulPrecisionFlag(app, &flags->model.matmul_precision);
   app->add_option("-f,--file", flags->file, "text file");
   app->add_option("--ids", flags->ids_file,
                   "file of the text's token ids (whitespace or comma separated, no BOS) to use instead of -f");

@@ -13,12 +13,14 @@ struct VerifyFlags {
   bool json = false;
   double tolerance = 1e-3;
   int threads = 0;
+  std::string matmul_precision;
 };
 
 int Run(const VerifyFlags& flags) {
   VerifyOptions options;
   options.tolerance = flags.tolerance;
   options.num_threads = flags.threads;
+  options.matmul_precision = flags.matmul_precision;
   auto report = VerifyFixture(flags.dir, options);
   if (!report.ok()) return Fail(report.status());
   if (flags.json) {
@@ -46,6 +48,7 @@ void AddVerifyCommand(CLI::App& root, int* exit_code) {
   app->add_option("--tol", flags->tolerance, "allowed max|diff| as a fraction of max(1, max|logit|)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app->add_option("-t,--threads", flags->threads, "threads (default: physical cores)");
+  AddMatMulPrecisionFlag(app, &flags->matmul_precision);
   app->add_flag("--json", flags->json, "print a JSON report");
   app->footer("Example:\n  gemmarun verify tests/data/gemma2 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });

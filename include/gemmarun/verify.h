@@ -14,6 +14,7 @@ namespace gemmarun {
 struct VerifyOptions {
   double tolerance = 1e-3;  // max |diff| allowed is tolerance * max(1, max |reference logit|)
   int num_threads = 0;
+  std::string matmul_precision;  // EngineOptions::matmul_precision ("bf16" needs a looser tolerance, ~1e-2)
 };
 
 struct PromptCheck {

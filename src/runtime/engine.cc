@@ -57,7 +57,13 @@ class SessionImpl final : public Session {
 class EngineImpl final : public Engine {
  public:
   Status Init(const std::string& path, const EngineOptions& options) {
-    backend_ = CreateCpuBackend(options.num_threads);
+    MatMulPrecision precision = MatMulPrecision::kF32;
+    if (options.matmul_precision == "bf16") {
+      precision = MatMulPrecision::kBF16;
+    } else if (!options.matmul_precision.empty() && options.matmul_precision != "f32") {
+      return InvalidArgument("matmul_precision '" + options.matmul_precision + "' is not one of f32, bf16");
+    }
+    backend_ = CreateCpuBackend(options.num_threads, precision);
     std::optional<DType> weight_dtype;
     if (!options.weight_dtype.empty()) {
       DType parsed;
@@ -81,7 +87,8 @@ class EngineImpl final : public Engine {
     info_.max_seq_len = config.max_seq_len;
     info_.weight_bytes = loaded_.weight_bytes;
     info_.backend = std::string(backend_->name()) + " (" + cpu::SelectedTarget() + ", " +
-                    std::to_string(backend_->num_threads()) + " threads)";
+                    std::to_string(backend_->num_threads()) + " threads" +
+                    (precision == MatMulPrecision::kBF16 ? ", bf16 products)" : ")");
     info_.takes_image = config.family == ModelFamily::kPaliGemma;
     info_.image_size = config.vision.image_size;
     info_.num_image_tokens = config.num_image_tokens;

@@ -99,6 +99,7 @@ TEST(BenchTest, JsonReportsEveryFigure) {
   EXPECT_EQ(j["reps"], 2);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["family"], "gemma");
+  EXPECT_EQ(j["matmul_precision"], "f32");  // the exact default
   EXPECT_GT(j["weight_bytes"].get<double>(), 0);
   EXPECT_GT(j["rss_bytes"].get<double>(), 0);
   EXPECT_GE(j["peak_rss_bytes"].get<double>(), j["rss_bytes"].get<double>());
@@ -130,6 +131,22 @@ TEST(BenchTest, TextTableAndSkippedParts) {
   EXPECT_TRUE(j["prefill_tokens_per_second"].is_null());
   EXPECT_EQ(j["dtype"], "q8_0");
   EXPECT_TRUE(j["memory_bandwidth_gb_per_second"].is_null());
+}
+
+TEST(BenchTest, JsonReportsMatMulPrecision) {
+  auto r = RunGemmarun("bench --json -m " + DataDir() +
+                       "/gemma1_mqa_bf16 -p 8 -n 2 --reps 1 -t 1 --bandwidth-mib 0 --matmul-precision bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["matmul_precision"], "bf16");
+  EXPECT_NE(j["backend"].get<std::string>().find("bf16 products"), std::string::npos) << j["backend"];
+  EXPECT_EQ(j["threads"], 1);  // still parsed from the backend description
+  r = RunGemmarun("bench --json -m " + DataDir() +
+                  "/gemma1_mqa_bf16 -p 8 -n 2 --reps 1 -t 1 --bandwidth-mib 0 --matmul-precision f32");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["matmul_precision"], "f32");
+  EXPECT_EQ(j["backend"].get<std::string>().find("bf16"), std::string::npos) << j["backend"];
 }
 
 TEST(BenchTest, PaliGemmaTextDecoderWithoutAnImage) {

@@ -103,6 +103,55 @@ TEST(CliTest, DtypeConvertsAtLoadAndKeepsGreedyTokens) {
   EXPECT_EQ(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2 --dtype q3").exit_code, 1);
 }
 
+TEST(CliTest, MatMulPrecisionBf16KeepsTheReferenceGreedyTokens) {
+  // gemma1_mqa_bf16 stores bf16 matrices, so --matmul-precision bf16 changes its
+  // products; the reference greedy continuation of this prompt is 314 x 12, with
+  // a margin (0.31) far above the ~1e-2 that bf16 activations move the logits.
+  const std::string command =
+      "generate -m " + DataDir() + "/gemma1_mqa_bf16 --ids 2,227,333,62,38,34,59,285,269,92,94,492,452,163,336 -n 4";
+  for (const char* precision : {"", " --matmul-precision f32", " --matmul-precision bf16"}) {
+    auto r = RunGemmarun(command + precision);
+    ASSERT_EQ(r.exit_code, 0) << precision << ": " << r.err;
+    EXPECT_EQ(r.out, "314 314 314 314 \n") << precision;
+  }
+  // A model without bf16 matrices takes the flag too (and is unaffected by it).
+  auto r = RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,369,137,41,124,111,365 -n 4 "
+                       "--matmul-precision bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "365 365 457 457 \n");
+}
+
+TEST(CliTest, BadMatMulPrecisionNamesTheFlagAndTheValues) {
+  const std::string model = " -m " + DataDir() + "/gemma1_mqa_bf16";
+  for (const std::string& args : {"generate --ids 2 --matmul-precision fp8" + model,
+                                  "chat --matmul-precision fp8" + model,
+                                  "complete --prefix a --suffix b --matmul-precision fp8" + model,
+                                  "bench -p 4 -n 2 --matmul-precision fp8" + model}) {
+    SCOPED_TRACE(args);
+    ExpectOneLineError(RunGemmarun(args), "--matmul-precision 'fp8' is not one of f32, bf16");
+  }
+  // Case matters, as for --dtype.
+  ExpectOneLineError(RunGemmarun("generate --ids 2 --matmul-precision BF16" + model),
+                     "--matmul-precision 'BF16' is not one of f32, bf16");
+}
+
+TEST(CliTest, EveryModelCommandTakesMatMulPrecision) {
+  for (const char* command : {"generate", "chat", "complete", "perplexity", "bench"}) {
+    auto r = RunGemmarun(std::string(command) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_NE(r.out.find("--matmul-precision"), std::string::npos) << command << "\n" << r.out;
+  }
+  TempDir dir;
+  std::ofstream(dir.path() / "ids.txt") << "227 333 62 38 34 59 285 269 92 94 492 452 163 336\n";
+  auto r = RunGemmarun("perplexity --json -m " + DataDir() + "/gemma1_mqa_bf16 --ids " +
+                       (dir.path() / "ids.txt").string() + " -c 8 --matmul-precision bf16");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"perplexity\""), std::string::npos) << r.out;
+  ExpectOneLineError(RunGemmarun("perplexity -m " + DataDir() + "/gemma1_mqa_bf16 --ids " +
+                                 (dir.path() / "ids.txt").string() + " -c 8 --matmul-precision x"),
+                     "--matmul-precision 'x' is not one of f32, bf16");
+}
+
 TEST(CliTest, ImageErrorsAreOneLine) {
   ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/paligemma --image /nonexistent.png --ids 5"),
                      "/nonexistent.png");

@@ -1,6 +1,7 @@
 #include "backend/cpu/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "backend/cpu/matmul_float.h"
 #include "backend/cpu/matmul_panel.h"
@@ -23,6 +24,7 @@ constexpr size_t kFloatRowTile = 8;  // rows per work item of the float path
 // The AVX-512 panel kernels (matmul_panel.h) take prefills of at least this
 // many tokens; below, packing a panel costs more than the products it serves.
 constexpr size_t kPanelMinTokens = 16;
+std::atomic<size_t> g_panel_min_tokens{kPanelMinTokens};  // tests lower it
 constexpr size_t kPanelTokenBlock = 504;  // a multiple of kPanelTokens
 constexpr size_t kPanelItemRows = kPanelRows;
 // K chunk: a packed panel (64 rows x chunk, 256 KiB either way) stays in L2
@@ -109,6 +111,8 @@ void PanelMatMulAll(ThreadPool& pool, MatMulWorkspace& workspace, bool bf16_prod
 
 }  // namespace
 
+void SetPanelMinTokensForTest(size_t tokens) { g_panel_min_tokens.store(tokens == 0 ? kPanelMinTokens : tokens); }
+
 void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, const TensorView& w,
             const TensorView& bias, const TensorView& out, MatMulPrecision precision) {
   const size_t num_tokens = x.shape.rows();
@@ -169,7 +173,7 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
   GR_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16)
       << "MatMul: weights of type " << Name(w.dtype);
   const bool round_to_bf16 = precision == MatMulPrecision::kBF16 && w.dtype == DType::kBF16;
-  if (HasPanelKernels() && num_tokens >= kPanelMinTokens && (!round_to_bf16 || HasBf16Products())) {
+  if (HasPanelKernels() && num_tokens >= g_panel_min_tokens.load(std::memory_order_relaxed) && (!round_to_bf16 || HasBf16Products())) {
     std::vector<float>& packed = workspace.packed_x_;
     if (packed.size() < PackedActivationFloats(num_tokens, k, round_to_bf16)) {
       packed.resize(PackedActivationFloats(num_tokens, k, round_to_bf16));

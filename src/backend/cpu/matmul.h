@@ -40,6 +40,11 @@ struct MatMulWorkspace {
 };
 
 // x [num_tokens, k] f32, w [n, k] any weight dtype, bias [n] f32 or empty, out [num_tokens, n] f32.
+// Prefills of at least `tokens` tokens take the AVX-512 panel kernels
+// (matmul_panel.h) where the CPU has them; 0 restores the default (16). Lets
+// the golden tests, whose prompts are shorter, run the fixtures through them.
+void SetPanelMinTokensForTest(size_t tokens);
+
 // precision: see MatMulPrecision (ops/backend.h); only bf16 weights look at it.
 void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, const TensorView& w,
             const TensorView& bias, const TensorView& out, MatMulPrecision precision = MatMulPrecision::kF32);
