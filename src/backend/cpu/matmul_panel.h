@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cpu/matmul_float.h"
 #include "tensor/dtype.h"
 
 namespace gemmarun::cpu {
@@ -45,24 +46,11 @@ inline size_t PackedActivationFloats(size_t num_tokens, size_t k, bool bf16_prod
 void PackActivations(const float* x, size_t num_tokens, size_t k, bool bf16_products, size_t group_begin,
                      size_t group_end, float* packed);
 
-// out[t, n] (+)= sum_{k in [k_begin, k_end)} x[t, k] * w[n, k] for rows
-// [row_begin, row_end) and tokens [token_begin, token_end) (token_begin a
-// multiple of 12). With accumulate the sum is added to out; otherwise
-// out = sum + bias[n] (bias may be null).
-struct PanelBlock {
-  DType type;  // kF32, kBF16 or kF16
-  const uint8_t* w;
-  size_t w_row_bytes;
-  const float* x_packed;  // PackActivations of all tokens and all k
-  size_t k;               // all of K (the packed layout's row length)
-  bool bf16_products;     // requires kBF16 weights and an even k_begin
-  size_t k_begin, k_end;
-  size_t row_begin, row_end;
-  size_t token_begin, token_end;
-  float* out;
-  size_t out_stride;
-  const float* bias;
-  bool accumulate;
+// A FloatBlock (token_begin a multiple of kPanelTokens) whose x is
+// PackActivations' layout of all tokens, with x_stride = K (the layout's row
+// length). bf16_products needs kBF16 weights and an even k_begin.
+struct PanelBlock : FloatBlock {
+  bool bf16_products = false;
 };
 
 // Whether this CPU runs PanelMatMul (AVX-512F) and its bf16 products (AVX512_BF16).

@@ -83,70 +83,55 @@ inline float ScalarToF32(DType type, const uint8_t* p) {
   }
 }
 
-// packed[kk * 32 + r] = w[row_begin + r][k_begin + kk] as f32, rows past
-// row_end zero. 16 rows x 16 k at a time through a transpose.
-void PackF32(const PanelBlock& b, size_t row_begin, float* packed) {
-  const size_t kc = b.k_end - b.k_begin;
-  const size_t elem = Info(b.type).block_bytes;  // one element per block
-  const size_t rows = std::min(kPanelRows, b.row_end - row_begin);
-  for (size_t half = 0; half < kVecs; ++half) {
-    const size_t r0 = half * 16;
-    if (r0 >= rows) {
-      for (size_t kk = 0; kk < kc; ++kk) std::memset(packed + kk * kPanelRows + r0, 0, 16 * sizeof(float));
-      continue;
-    }
-    const size_t live = std::min<size_t>(16, rows - r0);
-    const uint8_t* base = b.w + (row_begin + r0) * b.w_row_bytes + b.k_begin * elem;
-    size_t kk = 0;
-    for (; kk + 16 <= kc; kk += 16) {
-      __m512i v[16];
-      for (size_t r = 0; r < 16; ++r) {
-        v[r] = r < live ? Load16AsF32(b.type, base + r * b.w_row_bytes + kk * elem) : _mm512_setzero_si512();
-      }
-      Transpose16(v);
-      for (size_t j = 0; j < 16; ++j) _mm512_storeu_si512(packed + (kk + j) * kPanelRows + r0, v[j]);
-    }
-    for (; kk < kc; ++kk) {
-      float* dst = packed + kk * kPanelRows + r0;
-      for (size_t r = 0; r < 16; ++r) dst[r] = r < live ? ScalarToF32(b.type, base + r * b.w_row_bytes + kk * elem) : 0.0f;
-    }
+// Transposes a panel's rows [row_begin, row_begin + 64) into
+// packed[lane * 64 + r] = lane `lane` of row r (rows past row_end zero), 16
+// rows x 16 lanes at a time. A lane is 32 bits of the chunk:
+//  - F32Lanes: one weight widened to f32 (lanes = k values);
+//  - Bf16PairLanes: two bf16 weights (k = 2 * lane, 2 * lane + 1), the operand
+//    layout of vdpbf16ps; an odd last k pairs with zero.
+struct F32Lanes {
+  DType type;
+  size_t elem;  // bytes per weight
+  size_t kc;
+  size_t count() const { return kc; }
+  size_t vector_count() const { return kc / 16 * 16; }  // lanes that full 16-lane loads cover
+  __m512i Load16(const uint8_t* row, size_t lane) const { return Load16AsF32(type, row + lane * elem); }
+  uint32_t Scalar(const uint8_t* row, size_t lane) const {
+    const float f = ScalarToF32(type, row + lane * elem);
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    return bits;
   }
-}
+};
+struct Bf16PairLanes {
+  size_t kc;
+  size_t count() const { return (kc + 1) / 2; }
+  size_t vector_count() const { return kc / 32 * 16; }
+  __m512i Load16(const uint8_t* row, size_t lane) const { return _mm512_loadu_si512(row + 4 * lane); }
+  uint32_t Scalar(const uint8_t* row, size_t lane) const {
+    uint16_t lo, hi = 0;
+    std::memcpy(&lo, row + 4 * lane, 2);
+    if (2 * lane + 1 < kc) std::memcpy(&hi, row + 4 * lane + 2, 2);
+    return uint32_t{lo} | (uint32_t{hi} << 16);
+  }
+};
 
-// bf16 weights as pairs: packed[p * 32 + r] = (w[r][2p], w[r][2p + 1]) as one
-// 32-bit lane, the operand layout of vdpbf16ps; an odd last k pairs with zero.
-void PackBf16Pairs(const PanelBlock& b, size_t row_begin, uint32_t* packed) {
-  const size_t kc = b.k_end - b.k_begin;
-  const size_t pairs = (kc + 1) / 2;
-  const size_t rows = std::min(kPanelRows, b.row_end - row_begin);
-  for (size_t half = 0; half < kVecs; ++half) {
-    const size_t r0 = half * 16;
-    if (r0 >= rows) {
-      for (size_t p = 0; p < pairs; ++p) std::memset(packed + p * kPanelRows + r0, 0, 16 * sizeof(uint32_t));
-      continue;
-    }
-    const size_t live = std::min<size_t>(16, rows - r0);
-    const uint8_t* base = b.w + (row_begin + r0) * b.w_row_bytes + b.k_begin * 2;
-    size_t p = 0;
-    for (; 2 * p + 32 <= kc; p += 16) {
+// `chunk` points at the chunk's first weight of row_begin.
+template <class Lanes>
+void PackPanel(const Lanes& lanes, const uint8_t* chunk, size_t row_bytes, size_t rows, uint32_t* packed) {
+  for (size_t r0 = 0; r0 < kPanelRows; r0 += 16) {
+    const size_t live = rows > r0 ? std::min<size_t>(16, rows - r0) : 0;
+    const uint8_t* base = chunk + r0 * row_bytes;
+    size_t lane = 0;
+    for (; lane < lanes.vector_count(); lane += 16) {
       __m512i v[16];
-      for (size_t r = 0; r < 16; ++r) {
-        v[r] = r < live ? _mm512_loadu_si512(base + r * b.w_row_bytes + 4 * p) : _mm512_setzero_si512();
-      }
+      for (size_t r = 0; r < 16; ++r) v[r] = r < live ? lanes.Load16(base + r * row_bytes, lane) : _mm512_setzero_si512();
       Transpose16(v);
-      for (size_t j = 0; j < 16; ++j) _mm512_storeu_si512(packed + (p + j) * kPanelRows + r0, v[j]);
+      for (size_t j = 0; j < 16; ++j) _mm512_storeu_si512(packed + (lane + j) * kPanelRows + r0, v[j]);
     }
-    for (; p < pairs; ++p) {
-      uint32_t* dst = packed + p * kPanelRows + r0;
-      for (size_t r = 0; r < 16; ++r) {
-        uint16_t lo = 0, hi = 0;
-        if (r < live) {
-          const uint8_t* row = base + r * b.w_row_bytes;
-          std::memcpy(&lo, row + 4 * p, 2);
-          if (2 * p + 1 < kc) std::memcpy(&hi, row + 4 * p + 2, 2);
-        }
-        dst[r] = uint32_t{lo} | (uint32_t{hi} << 16);
-      }
+    for (; lane < lanes.count(); ++lane) {
+      uint32_t* dst = packed + lane * kPanelRows + r0;
+      for (size_t r = 0; r < 16; ++r) dst[r] = r < live ? lanes.Scalar(base + r * row_bytes, lane) : 0;
     }
   }
 }
@@ -223,9 +208,9 @@ void PanelMatMulImpl(const PanelBlock& b, float* scratch) {
     }
     if (b.bf16_products) {
       auto* packed = reinterpret_cast<uint32_t*>(scratch);
-      PackBf16Pairs(b, row, packed);
-      const size_t pairs = (kc + 1) / 2, all_pairs = (b.k + 1) / 2;
-      const auto* x = reinterpret_cast<const uint32_t*>(b.x_packed);
+      PackPanel(Bf16PairLanes{kc}, b.w + row * b.w_row_bytes + b.k_begin * 2, b.w_row_bytes, rows, packed);
+      const size_t pairs = (kc + 1) / 2, all_pairs = (b.x_stride + 1) / 2;
+      const auto* x = reinterpret_cast<const uint32_t*>(b.x);
       for (size_t t = b.token_begin; t < b.token_end; t += kTokensPerMicro) {
         const size_t n = std::min(kTokensPerMicro, b.token_end - t);
         const uint32_t* xg = x + (t / kPanelTokens * all_pairs + b.k_begin / 2) * kPanelTokens;
@@ -233,10 +218,12 @@ void PanelMatMulImpl(const PanelBlock& b, float* scratch) {
                       [&](auto nt) { MicroBf16<decltype(nt)::value>(packed, pairs, xg, b, t, row, m); });
       }
     } else {
-      PackF32(b, row, scratch);
+      const size_t elem = Info(b.type).block_bytes;  // one weight per block
+      PackPanel(F32Lanes{b.type, elem, kc}, b.w + row * b.w_row_bytes + b.k_begin * elem, b.w_row_bytes, rows,
+                reinterpret_cast<uint32_t*>(scratch));
       for (size_t t = b.token_begin; t < b.token_end; t += kTokensPerMicro) {
         const size_t n = std::min(kTokensPerMicro, b.token_end - t);
-        const float* xg = b.x_packed + (t / kPanelTokens * b.k + b.k_begin) * kPanelTokens;
+        const float* xg = b.x + (t / kPanelTokens * b.x_stride + b.k_begin) * kPanelTokens;
         ForTokenCount(n, std::make_index_sequence<kTokensPerMicro>(),
                       [&](auto nt) { MicroF32<decltype(nt)::value>(scratch, kc, xg, b, t, row, m); });
       }
