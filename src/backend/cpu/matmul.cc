@@ -164,7 +164,8 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
   GR_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16)
       << "MatMul: weights of type " << Name(w.dtype);
   const bool round_to_bf16 = precision == MatMulPrecision::kBF16 && w.dtype == DType::kBF16;
-  if (HasPanelKernels() && num_tokens >= g_panel_min_tokens.load(std::memory_order_relaxed) && (!round_to_bf16 || HasBf16Products())) {
+  const bool panel = HasPanelKernels() && num_tokens >= g_panel_min_tokens.load(std::memory_order_relaxed);
+  if (panel && (!round_to_bf16 || HasBf16Products())) {
     std::vector<float>& packed = workspace.packed_x_;
     if (packed.size() < PackedActivationFloats(num_tokens, k, round_to_bf16)) {
       packed.resize(PackedActivationFloats(num_tokens, k, round_to_bf16));

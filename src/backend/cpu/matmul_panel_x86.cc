@@ -125,7 +125,9 @@ void PackPanel(const Lanes& lanes, const uint8_t* chunk, size_t row_bytes, size_
     size_t lane = 0;
     for (; lane < lanes.vector_count(); lane += 16) {
       __m512i v[16];
-      for (size_t r = 0; r < 16; ++r) v[r] = r < live ? lanes.Load16(base + r * row_bytes, lane) : _mm512_setzero_si512();
+      for (size_t r = 0; r < 16; ++r) {
+        v[r] = r < live ? lanes.Load16(base + r * row_bytes, lane) : _mm512_setzero_si512();
+      }
       Transpose16(v);
       for (size_t j = 0; j < 16; ++j) _mm512_storeu_si512(packed + (lane + j) * kPanelRows + r0, v[j]);
     }
