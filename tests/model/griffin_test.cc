@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "gemmarun/verify.h"
+#include "testing/golden.h"
 #include "model/griffin.h"
 #include "runtime/model_source.h"
 
@@ -21,19 +22,12 @@ namespace {
 
 const std::string kFixture = std::string(GR_TEST_DATA_DIR) + "/recurrentgemma";
 
-TEST(GriffinGoldenTest, MatchesReference) {
-  auto report = VerifyFixture(kFixture);
-  ASSERT_TRUE(report.ok()) << report.status().message();
-  ASSERT_FALSE(report->prompts.empty());
-  for (const PromptCheck& c : report->prompts) {
-    SCOPED_TRACE("prompt " + std::to_string(c.index));
-    const double tight = 1e-4 * std::max(1.0, c.max_abs_logit);
-    EXPECT_LE(c.prefill_max_diff, tight);
-    ASSERT_GE(c.stepwise_max_diff, 0.0);
-    EXPECT_LE(c.stepwise_max_diff, tight);
-    EXPECT_EQ(c.greedy_actual, c.greedy_expected);
-    EXPECT_TRUE(c.passed);
-  }
+TEST(GriffinGoldenTest, MatchesReference) { testing::ExpectMatchesFixture(kFixture, testing::Stepwise::kRequired); }
+
+TEST(GriffinGoldenTest, MatchesReferenceThroughPanelKernels) {
+  if (!testing::PanelKernelsForEveryMatMul::available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  testing::PanelKernelsForEveryMatMul panel;
+  testing::ExpectMatchesFixture(kFixture, testing::Stepwise::kRequired);
 }
 
 class GriffinStateTest : public ::testing::Test {
