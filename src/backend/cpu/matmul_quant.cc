@@ -31,7 +31,7 @@ QuantPath DetectBestPath() {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16C();
   const bool vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                     __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                    __builtin_cpu_supports("avx512vnni");
+                    __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
   if (vnni) return QuantPath::kAvx512Vnni;
   if (avx2) return QuantPath::kAvx2;
 #endif
@@ -203,12 +203,12 @@ void QuantizedActivations::Resize(size_t num_tokens, size_t k) {
 void QuantizedActivations::QuantizeRow(size_t t, const float* x) {
   int8_t* q = qs_ + t * qs_stride_;
   QuantizeCodes(t, x);
-  int8_t* pairs = qs_ + (num_tokens_ + t) * qs_stride_;
-  for (size_t i = 0; i + 64 <= k_; i += 64) {
-    std::memcpy(pairs + i, q + i, 16);
-    std::memcpy(pairs + i + 16, q + i + 32, 16);
-    std::memcpy(pairs + i + 32, q + i + 16, 16);
-    std::memcpy(pairs + i + 48, q + i + 48, 16);
+  int8_t* quads = qs_ + (num_tokens_ + t) * qs_stride_;
+  for (size_t i = 0; i + 128 <= k_; i += 128) {
+    for (size_t block = 0; block < 4; ++block) {
+      std::memcpy(quads + i + 16 * block, q + i + 32 * block, 16);
+      std::memcpy(quads + i + 64 + 16 * block, q + i + 32 * block + 16, 16);
+    }
   }
 }
 

@@ -23,7 +23,7 @@ namespace gemmarun::cpu {
 enum class QuantPath : uint8_t {
   kPortable,    // plain C++, any CPU
   kAvx2,        // AVX2 + FMA + F16C: maddubs / madd
-  kAvx512Vnni,  // AVX-512 F/BW/VL + VNNI: vpdpbusd on 256-bit vectors
+  kAvx512Vnni,  // AVX-512 F/BW/VL + VNNI + VBMI: vpdpbusd, byte permutes
 };
 const char* Name(QuantPath path);
 // The paths this CPU can run, portable first.
@@ -48,11 +48,12 @@ class QuantizedActivations {
   size_t k() const { return k_; }
   size_t blocks() const { return k_ / 32; }
   const int8_t* qs(size_t t) const { return qs_ + t * qs_stride_; }
-  // The codes again with the middle 16-byte quarters of each 64 swapped: per
-  // pair of blocks, codes 0-15 of both, then codes 16-31 of both (the order in
-  // which 4-bit weights unpack two blocks at a time). A trailing odd block is
-  // left out.
-  const int8_t* qs_pairs(size_t t) const { return qs_ + (num_tokens_ + t) * qs_stride_; }
+  // The codes again in the order in which 4-bit weights unpack: per 4 blocks
+  // (128 bytes), codes 0-15 of each block, then codes 16-31 of each. 64 bytes
+  // of nibbles from 4 blocks, masked and shifted, line up with the two halves;
+  // 32 bytes from 2 blocks line up with a quarter. Trailing blocks that do not
+  // fill 4 are left out.
+  const int8_t* qs_quads(size_t t) const { return qs_ + (num_tokens_ + t) * qs_stride_; }
   const float* scales(size_t t) const { return scales_.data() + t * blocks_stride_; }
   // scale * (sum of the 32 codes), per block.
   const float* scaled_sums(size_t t) const { return scaled_sums_.data() + t * blocks_stride_; }
@@ -67,7 +68,7 @@ class QuantizedActivations {
 
   size_t num_tokens_ = 0, k_ = 0, qs_stride_ = 0, blocks_stride_ = 0;
   std::vector<int8_t> qs_storage_;
-  int8_t* qs_ = nullptr;  // qs_storage_ rounded up to 64 bytes: qs rows, then qs_pairs rows
+  int8_t* qs_ = nullptr;  // qs_storage_ rounded up to 64 bytes: qs rows, then qs_quads rows
   std::vector<float> scales_, scaled_sums_;
   std::vector<int16_t> sums16_;
   std::vector<int32_t> neg_sums_;

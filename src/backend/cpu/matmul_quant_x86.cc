@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "base/check.h"
 #include "tensor/quant.h"
@@ -36,7 +37,7 @@ namespace avx2 {
 }  // namespace avx2
 HWY_POP_ATTRIBUTES
 
-HWY_PUSH_ATTRIBUTES("avx,avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")
+HWY_PUSH_ATTRIBUTES("avx,avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi")
 namespace avx512_vnni {
 #define GR_QUANT_VNNI 1
 #include "backend/cpu/matmul_quant_x86-inl.h"
