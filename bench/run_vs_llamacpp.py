@@ -201,6 +201,7 @@ def bench_gemmarun(args, path, matmul_precision="f32"):
         "weight_bytes": j["weight_bytes"],
         "peak_rss_bytes": j["peak_rss_bytes"],
         "bandwidth_gbs": j["memory_bandwidth_gb_per_second"],
+        "tg_bandwidth": (j.get("memory_bandwidth") or {}).get("values", []),
         "backend": j["backend"],
         "matmul_precision": j.get("matmul_precision", matmul_precision),
         "load_seconds": j["load_seconds"],
@@ -214,6 +215,7 @@ def pool(runs):
     out = dict(first)
     out["pp"] = [v for r in runs for v in r["pp"]]
     out["tg"] = [v for r in runs for v in r["tg"]]
+    out["tg_bandwidth"] = [v for r in runs for v in r.get("tg_bandwidth", [])]
     out["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
     out["load_seconds"] = mean_sd([r["load_seconds"] for r in runs])[0]
     out["rounds"] = len(runs)
@@ -267,7 +269,8 @@ def bench_file(args, t, path):
 def bench_llamacpp(args, path):
     """Runs this script's --llamacpp-worker mode in a fresh process (its own memory, its own peak RSS)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--llamacpp-worker", path, "-p", str(args.prompt), "-n",
-           str(args.gen), "-t", str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed)]
+           str(args.gen), "-t", str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed),
+           "--gemmarun", args.gemmarun]
     if args.llamacpp_mmap:
         cmd.append("--llamacpp-mmap")
     return json.loads(run(cmd))
@@ -326,20 +329,29 @@ def llamacpp_worker(args):
             token = rng.randrange(n_vocab)
         return n / (time.perf_counter() - start)
 
+    def read_bandwidth():
+        """gemmarun's streaming-read test with the same threads, right before a decode run, as gemmarun
+        bench does before its own: each engine's decode is judged against the memory of its moment."""
+        out = subprocess.run([args.gemmarun, "bench", "--bandwidth-only", "-t", str(args.threads), "--reps", "1",
+                              "--json"], capture_output=True, text=True, check=True).stdout
+        return json.loads(out)["memory_bandwidth_gb_per_second"]
+
     # llama-bench's warm-up: one whole prompt, one generated token.
     if args.prompt > 0:
         test_prompt(args.prompt)
     if args.gen > 0:
         test_gen(1)
-    pp, tg = [], []
+    pp, tg, tg_bandwidth = [], [], []
     for _ in range(args.reps):
         if args.prompt > 0:
             pp.append(test_prompt(args.prompt))
         if args.gen > 0:
+            tg_bandwidth.append(read_bandwidth())
             tg.append(test_gen(args.gen))
     result = {
         "pp": pp,
         "tg": tg,
+        "tg_bandwidth": tg_bandwidth,
         "weight_bytes": int(L.llama_model_size(model)),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "load_seconds": load_seconds,
@@ -371,6 +383,12 @@ def ratio(a, b):
     return r, r * ((sa / ma) ** 2 + (sb / mb) ** 2) ** 0.5
 
 
+def per_bandwidth(result):
+    """Decode tokens/s per GB/s of the read bandwidth measured right before each run."""
+    pairs = list(zip(result["tg"], result.get("tg_bandwidth", [])))
+    return [tps / bw for tps, bw in pairs if bw > 0] if len(pairs) == len(result["tg"]) else []
+
+
 def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
@@ -400,9 +418,9 @@ def row_label(row):
 def table(args, rows):
     lines = [
         "| type | GB | test | gemmarun tokens/s | llama.cpp tokens/s | gemmarun / llama.cpp "
-        "| gemmarun GB/s | llama.cpp GB/s |",
+        "| at equal bandwidth | gemmarun GB/s | llama.cpp GB/s |",
         "| ---- | --: | ---- | ----------------: | -----------------: | -------------------: "
-        "| ------------: | -------------: |",
+        "| -----------------: | ------------: | -------------: |",
     ]
     for row in rows:
         ours, theirs = row["gemmarun"], row["llamacpp"]
@@ -415,17 +433,20 @@ def table(args, rows):
             if test == "tg":
                 ga = mean_sd([v * ours["weight_bytes"] / 1e9 for v in ours[test]])
                 gb = mean_sd([v * theirs["weight_bytes"] / 1e9 for v in theirs[test]])
-                gbs = "| %.1f ± %.1f | %.1f ± %.1f " % (ga[0], ga[1], gb[0], gb[1])
+                pa, pb = per_bandwidth(ours), per_bandwidth(theirs)
+                normalized = "**%.2f** ± %.2f " % ratio(mean_sd(pa), mean_sd(pb)) if pa and pb else ""
+                gbs = "| %s| %.1f ± %.1f | %.1f ± %.1f " % (normalized, ga[0], ga[1], gb[0], gb[1])
             else:
-                gbs = "| | "
+                gbs = "| | | "
             lines.append("| %s | %.2f | %s%d | %.2f ± %.2f | %.2f ± %.2f | **%.2f** ± %.2f %s|" % (
                 row_label(row), row["file_bytes"] / 1e9, test, n, a[0], a[1], b[0], b[1], r[0], r[1], gbs))
     return "\n".join(lines)
 
 
 def report(args, rows, seconds):
-    bandwidths = [v for r in rows for v in r["gemmarun"].get("bandwidth_gbs_values", [])]
-    bw = mean_sd(bandwidths)
+    ours_bw = mean_sd([v for r in rows for v in r["gemmarun"].get("tg_bandwidth", [])])
+    theirs_bw = mean_sd([v for r in {id(r["llamacpp"]): r["llamacpp"] for r in rows}.values()
+                         for v in r.get("tg_bandwidth", [])])
     lcpp = rows[0]["llamacpp"] if rows else {}
     head = [
         "Gemma-2B-shaped random-weight model (vocab 256000, hidden 2048, 18 layers, 8 heads / 1 KV head, "
@@ -441,9 +462,13 @@ def report(args, rows, seconds):
             args.prompt, args.gen, "%d repetitions" % args.reps if args.rounds == 1 else
             "%d rounds x %d repetitions pooled (engine order alternating between rounds)" % (
                 args.rounds, args.reps)),
-        "- memory read bandwidth (gemmarun bench, %d threads, 1 GiB streaming read): %.1f ± %.1f GB/s" % (
-            args.threads, bw[0], bw[1]),
+        "- memory read bandwidth (%d threads, 1 GiB streaming read, before each decode run): %.1f ± %.1f GB/s "
+        "before gemmarun's runs, %.1f ± %.1f before llama.cpp's" % (
+            args.threads, ours_bw[0], ours_bw[1], theirs_bw[0], theirs_bw[1]),
         "- GB/s = weight bytes x decode tokens/s (every weight is read once per token)",
+        "- \"at equal bandwidth\": the decode ratio of tokens/s per GB/s of read bandwidth, each decode run "
+        "divided by a measurement (`gemmarun bench --bandwidth-only`, same threads) taken right before it, "
+        "for llama.cpp's runs as for gemmarun's: it removes the machine's bandwidth drift between runs",
     ]
     if any(r.get("matmul_precision") == "bf16" for r in rows):
         head.append("- \"(bf16 products)\": gemmarun with `--matmul-precision bf16` (activations rounded to bf16 "

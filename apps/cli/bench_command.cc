@@ -40,6 +40,7 @@ struct BenchFlags {
   int reps = 5;
   uint32_t seed = 1;
   int bandwidth_mib = 1024;
+  bool bandwidth_only = false;
   bool json = false;
 };
 
@@ -175,10 +176,37 @@ std::string Format(const Stats& s, int precision, int width) {
   return std::string(std::max(0, width - chars), ' ') + text;
 }
 
+// --bandwidth-only: --reps measurements of the read bandwidth, no model. Other
+// engines' benchmarks (bench/run_vs_llamacpp.py) call it right before their
+// own decode runs, to be judged against the same figure as ours.
+int RunBandwidthOnly(const BenchFlags& flags) {
+  if (!flags.model.model.empty()) return Fail("--bandwidth-only measures the memory alone; drop -m");
+  if (flags.bandwidth_mib <= 0) return Fail("--bandwidth-only needs --bandwidth-mib > 0");
+  const int threads = flags.model.threads > 0 ? flags.model.threads
+                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  Stats bandwidth;
+  for (int rep = 0; rep < flags.reps; ++rep) {
+    bandwidth.values.push_back(MeasureReadBandwidth(size_t(flags.bandwidth_mib) << 20, threads, 3));
+  }
+  if (flags.json) {
+    nlohmann::json out = {{"threads", threads},
+                          {"bandwidth_mib", flags.bandwidth_mib},
+                          {"memory_bandwidth_gb_per_second", bandwidth.mean()},
+                          {"memory_bandwidth", bandwidth.Json()}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("memory read bandwidth %s GB/s (%d threads, %d MiB streaming read, best of 3 per measurement)\n",
+                Format(bandwidth, 1, 0).c_str(), threads, flags.bandwidth_mib);
+  }
+  return 0;
+}
+
 int Run(const BenchFlags& flags) {
+  if (flags.reps < 1) return Fail("--reps must be at least 1");
+  if (flags.bandwidth_only) return RunBandwidthOnly(flags);
+  if (flags.model.model.empty()) return Fail("bench needs -m MODEL (or --bandwidth-only)");
   if (flags.prompt_tokens < 0 || flags.gen_tokens < 0) return Fail("-p and -n must be >= 0");
   if (flags.prompt_tokens == 0 && flags.gen_tokens == 0) return Fail("nothing to measure: -p and -n are both 0");
-  if (flags.reps < 1) return Fail("--reps must be at least 1");
   if (flags.bandwidth_mib < 0) return Fail("--bandwidth-mib must be >= 0");
   const auto load_start = Clock::now();
   auto loaded = flags.model.Load();
@@ -352,7 +380,7 @@ int Run(const BenchFlags& flags) {
 void AddBenchCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<BenchFlags>();
   CLI::App* app = root.add_subcommand("bench", "Measure prefill and decode speed (tokens/s, GB/s, peak memory)");
-  flags->model.Add(app);
+  flags->model.Add(app, /*model_required=*/false);
   app->add_option("-p,--n-prompt", flags->prompt_tokens, "prompt tokens prefilled in one call (0: skip)")
       ->capture_default_str();
   app->add_option("-n,--n-gen", flags->gen_tokens, "tokens decoded one at a time (0: skip)")->capture_default_str();
@@ -360,6 +388,8 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
   app->add_option("--seed", flags->seed, "seed of the random prompt ids")->capture_default_str();
   app->add_option("--bandwidth-mib", flags->bandwidth_mib, "buffer of the memory bandwidth test (0: skip it)")
       ->capture_default_str();
+  app->add_flag("--bandwidth-only", flags->bandwidth_only,
+                "measure only the memory read bandwidth, --reps times (no model)");
   app->add_flag("--json", flags->json, "print one JSON object");
   app->footer(
       "Prompts are random token ids (no tokenizer needed); decoding is greedy and never stops early.\n"
@@ -368,7 +398,8 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
       "Examples:\n"
       "  gemmarun bench -m ./gemma-2b -p 512 -n 128 -t 2\n"
       "  gemmarun bench -m model.gguf --dtype q8_0 --reps 3 --json\n"
-      "  gemmarun bench -m model-bf16.gguf --matmul-precision bf16   (llama.cpp's bf16 arithmetic)");
+      "  gemmarun bench -m model-bf16.gguf --matmul-precision bf16   (llama.cpp's bf16 arithmetic)\n"
+      "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }
 

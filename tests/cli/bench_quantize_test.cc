@@ -156,7 +156,26 @@ TEST(BenchTest, PaliGemmaTextDecoderWithoutAnImage) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["family"], "paligemma");
 }
 
+TEST(BenchTest, BandwidthOnlyNeedsNoModel) {
+  auto r = RunGemmarun("bench --bandwidth-only --json -t 2 --reps 2 --bandwidth-mib 64");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["threads"], 2);
+  EXPECT_EQ(j["bandwidth_mib"], 64);
+  ASSERT_EQ(j["memory_bandwidth"]["values"].size(), 2u);
+  for (const auto& v : j["memory_bandwidth"]["values"]) EXPECT_GT(v.get<double>(), 0);
+  EXPECT_DOUBLE_EQ(j["memory_bandwidth_gb_per_second"].get<double>(), j["memory_bandwidth"]["mean"].get<double>());
+  r = RunGemmarun("bench --bandwidth-only -t 1 --reps 1 --bandwidth-mib 16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("memory read bandwidth"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 threads"), std::string::npos) << r.out;
+}
+
 TEST(BenchTest, BadRequestsGiveOneLineErrors) {
+  ExpectOneLineError(RunGemmarun("bench -p 16"), "needs -m MODEL");
+  ExpectOneLineError(RunGemmarun("bench --bandwidth-only -m " + DataDir() + "/gemma1_mqa"), "drop -m");
+  ExpectOneLineError(RunGemmarun("bench --bandwidth-only --bandwidth-mib 0"), "--bandwidth-mib > 0");
+  ExpectOneLineError(RunGemmarun("bench --bandwidth-only --reps 0"), "--reps");
   ExpectOneLineError(RunGemmarun("bench -m " + DataDir() + "/gemma1_mqa -p 1000 -n 4"), "positions");
   ExpectOneLineError(RunGemmarun("bench -m " + DataDir() + "/gemma1_mqa --reps 0"), "--reps");
   ExpectOneLineError(RunGemmarun("bench -m " + DataDir() + "/gemma1_mqa -p 0 -n 0"), "nothing to measure");
