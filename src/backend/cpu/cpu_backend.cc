@@ -104,7 +104,9 @@ class CpuBackend final : public Backend {
     const int64_t head_dim = args.q.shape[2];
     const int64_t num_kv_heads = args.k_cache.shape[1];
     const int64_t group = num_heads / num_kv_heads;
-    const size_t max_keys = static_cast<size_t>(args.first_index + num_tokens);
+    // A query sees at most `capacity` keys (the ring holds every visible one), so
+    // windowed layers keep a window-sized score buffer however long the sequence.
+    const size_t max_keys = static_cast<size_t>(std::min(args.first_index + num_tokens, args.capacity));
     pool_.ParallelFor(num_tokens * num_heads, 1, [&](size_t begin, size_t end, int thread) {
       std::vector<float>& scores = Scratch(thread, max_keys);
       for (size_t item = begin; item < end; ++item) {
