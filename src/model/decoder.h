@@ -5,8 +5,7 @@
 
 #include <vector>
 
-#include "model/blocks.h"
-#include "model/model.h"
+#include "model/layer_stack.h"
 
 namespace gemmarun {
 
@@ -18,37 +17,17 @@ class DecoderState : public SequenceState {
   size_t bytes() const override;
 };
 
-class Decoder : public Model {
+class Decoder : public LayerStackModel {
  public:
-  Decoder(ModelConfig config, ModelWeights weights, Backend* backend);
+  using LayerStackModel::LayerStackModel;
 
-  const ModelConfig& config() const override { return config_; }
-  const ModelWeights& weights() const override { return weights_; }
   Result<std::unique_ptr<SequenceState>> NewState(int64_t max_tokens, int64_t max_chunk) const override;
   Result<TensorView> Forward(const ForwardInput& input, SequenceState& state) override;
 
-  // Tokens per forward pass over which a long input is split (bounds activation memory).
-  static constexpr int64_t kMaxChunk = 256;
-
  protected:
-  // One chunk: rows of `input.tokens` [begin, end), logits into `logits` rows if given.
-  void ForwardChunk(const ForwardInput& input, int64_t begin, int64_t end, DecoderState& state,
-                    const TensorView* logits);
+  void ForwardChunk(const ForwardInput& input, int64_t begin, int64_t end, SequenceState& state,
+                    const TensorView* logits) override;
   void TransformerLayer(int layer, const TensorView& x, int64_t first_index, DecoderState& state);
-
-  ModelConfig config_;
-  ModelWeights weights_;
-  ops::OpContext ctx_;
-
-  struct Activations {
-    Tensor x;       // [num_tokens, model_dim] residual stream
-    Tensor normed;  // [num_tokens, model_dim]
-    Tensor branch;  // [num_tokens, model_dim] attention / MLP output
-    Tensor logits;  // [rows, vocab_size]
-    std::vector<float> positions;  // [num_tokens] RoPE positions
-    AttentionScratch attention;
-    MlpScratch mlp;
-  } act_;
 };
 
 }  // namespace gemmarun

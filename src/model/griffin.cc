@@ -27,19 +27,11 @@ void GriffinState::Reset() {
   }
 }
 
-GriffinModel::GriffinModel(ModelConfig config, ModelWeights weights, Backend* backend)
-    : config_(std::move(config)), weights_(std::move(weights)) {
-  ctx_.backend = backend;
-}
-
 Result<std::unique_ptr<SequenceState>> GriffinModel::NewState(int64_t max_tokens, int64_t max_chunk) const {
-  if (max_tokens <= 0 || max_tokens > config_.max_seq_len) {
-    return OutOfRange("context of " + std::to_string(max_tokens) + " tokens is outside 1.." +
-                      std::to_string(config_.max_seq_len));
-  }
+  GR_RETURN_IF_ERROR(CheckContextLength(max_tokens));
   auto state = std::make_unique<GriffinState>();
-  state->max_tokens_ = max_tokens;
-  state->max_chunk = max_chunk > 0 ? std::min(max_chunk, kMaxChunk) : kMaxChunk;
+  SetMaxTokens(*state, max_tokens);
+  state->max_chunk = ChunkLength(max_chunk);
   state->layers.resize(config_.layers.size());
   const auto out_of_memory = [&] { return OutOfRange("not enough memory for a RecurrentGemma sequence state"); };
   for (size_t i = 0; i < config_.layers.size(); ++i) {
@@ -72,63 +64,33 @@ Result<TensorView> GriffinModel::Forward(const ForwardInput& input, SequenceStat
   if (input.bidirectional || input.image_features != nullptr) {
     return InvalidArgument("recurrent_gemma is causal and text-only: no bidirectional prefix or image");
   }
-  const int64_t num_tokens = static_cast<int64_t>(input.tokens.size());
-  const int64_t rows = input.all_logits ? num_tokens : 1;
-  const TensorView logits = Rows(act_.logits, rows, config_.vocab_size);
-  for (int64_t begin = 0; begin < num_tokens; begin += state.max_chunk) {
-    const int64_t end = std::min(num_tokens, begin + state.max_chunk);
-    const std::span<const int32_t> chunk = input.tokens.subspan(begin, end - begin);
-    if (input.all_logits) {
-      const TensorView chunk_logits{logits.row(begin), DType::kF32, Shape{end - begin, config_.vocab_size}};
-      ForwardChunk(chunk, state, &chunk_logits);
-    } else {
-      ForwardChunk(chunk, state, end == num_tokens ? &logits : nullptr);
-    }
-  }
-  return logits;
+  return ForwardInChunks(input, state, state.max_chunk);
 }
 
-void GriffinModel::ForwardChunk(std::span<const int32_t> tokens, GriffinState& state, const TensorView* logits) {
-  const int64_t num_tokens = static_cast<int64_t>(tokens.size());
-  const int64_t first_index = state.length_;
-  const TensorView x = Rows(act_.x, num_tokens, config_.model_dim);
+void GriffinModel::ForwardChunk(const ForwardInput& input, int64_t begin, int64_t end, SequenceState& base_state,
+                                const TensorView* logits) {
+  auto& state = static_cast<GriffinState&>(base_state);
+  const int64_t first_index = state.length();
   // ref: HF RecurrentGemmaModel: embeddings * bf16(sqrt(hidden)) (config.embed_scale).
-  ops::Embed(ctx_, weights_.embedding.view(), tokens, config_.embed_scale, x);
   // HF's position_ids are the absolute cache positions: RoPE angles and the RG-LRU
   // reset (index 0) both use the sequence index.
-  act_.positions.resize(num_tokens);
-  for (int64_t t = 0; t < num_tokens; ++t) act_.positions[t] = static_cast<float>(first_index + t);
+  const TensorView x = EmbedChunk(input.tokens.subspan(begin, end - begin), first_index);
   for (int layer = 0; layer < config_.num_layers(); ++layer) ResidualBlock(layer, x, first_index, state);
-  state.length_ += num_tokens;
-  if (logits != nullptr) {
-    const int64_t rows = logits->shape.rows();
-    const TensorView last{x.row(num_tokens - rows), DType::kF32, Shape{rows, config_.model_dim}};
-    LmHead(ctx_, config_, weights_, last, act_.normed, *logits);  // final_norm, tied embedding, soft-cap 30
-  }
+  FinishChunk(x, state, logits);  // final_norm, tied embedding, soft-cap 30
 }
 
 // ref: HF RecurrentGemmaDecoderLayer: res = temporal(temporal_pre_norm(x)) + x;
 // x = mlp(channel_pre_norm(res)) + res.
 void GriffinModel::ResidualBlock(int layer, const TensorView& x, int64_t first_index, GriffinState& state) {
-  const LayerConfig& lc = config_.layers[layer];
-  const LayerWeights& w = weights_.layers[layer];
-  const int64_t num_tokens = x.shape.rows();
-  const TensorView normed = Rows(act_.normed, num_tokens, config_.model_dim);
-  const TensorView branch = Rows(act_.branch, num_tokens, config_.model_dim);
-
-  ops::RmsNorm(ctx_, x, w.pre_attn_norm.view(), config_.rms_norm_eps, normed);
-  if (lc.kind == BlockKind::kRecurrent) {
-    RecurrentBlock(layer, normed, first_index, state.layers[layer], branch);
-  } else {
-    // Local MQA: partial RoPE (config.rotary_dim), o_proj bias, window of W+1 keys.
-    AttentionBlock(ctx_, config_, lc, w.attn, normed, act_.positions, first_index, /*prefix_end=*/0,
-                   state.layers[layer].cache, act_.attention, branch);
-  }
-  ops::Add(ctx_, x, branch, x);
-
-  ops::RmsNorm(ctx_, x, w.pre_ffw_norm.view(), config_.rms_norm_eps, normed);
-  GatedMlp(ctx_, w.mlp, normed, act_.mlp, branch);  // with biases (RecurrentGemmaMlp)
-  ops::Add(ctx_, x, branch, x);
+  ResidualLayer(layer, x, [&](const TensorView& normed, const TensorView& out) {
+    if (config_.layers[layer].kind == BlockKind::kRecurrent) {
+      RecurrentBlock(layer, normed, first_index, state.layers[layer], out);
+    } else {
+      // Local MQA: partial RoPE (config.rotary_dim), o_proj bias, window of W+1 keys.
+      AttentionBlock(ctx_, config_, config_.layers[layer], weights_.layers[layer].attn, normed, act_.positions,
+                     first_index, /*prefix_end=*/0, state.layers[layer].cache, act_.attention, out);
+    }
+  });
 }
 
 // ref: HF modeling_recurrent_gemma RecurrentGemmaRecurrentBlock:
@@ -138,11 +100,11 @@ void GriffinModel::RecurrentBlock(int layer, const TensorView& normed, int64_t f
   const RecurrentWeights& w = weights_.layers[layer].recurrent;
   const int64_t num_tokens = normed.shape.rows();
   const int64_t lru = config_.lru_width;
-  const TensorView y = Rows(act_.y, num_tokens, lru);
-  const TensorView u = Rows(act_.u, num_tokens, lru);
-  const TensorView conv = Rows(act_.conv, num_tokens, lru);
-  const TensorView gate_x = Rows(act_.gate_x, num_tokens, lru);
-  const TensorView gate_a = Rows(act_.gate_a, num_tokens, lru);
+  const TensorView y = Rows(recurrent_act_.y, num_tokens, lru);
+  const TensorView u = Rows(recurrent_act_.u, num_tokens, lru);
+  const TensorView conv = Rows(recurrent_act_.conv, num_tokens, lru);
+  const TensorView gate_x = Rows(recurrent_act_.gate_x, num_tokens, lru);
+  const TensorView gate_a = Rows(recurrent_act_.gate_a, num_tokens, lru);
   const TensorView conv_state{state.conv.empty() ? nullptr : state.conv.data(), DType::kF32,
                               Shape{config_.conv1d_width - 1, lru}};
 

@@ -8,8 +8,7 @@
 
 #include <vector>
 
-#include "model/blocks.h"
-#include "model/model.h"
+#include "model/layer_stack.h"
 
 namespace gemmarun {
 
@@ -31,44 +30,28 @@ class GriffinState : public SequenceState {
   void Reset() override;
 };
 
-class GriffinModel : public Model {
+class GriffinModel : public LayerStackModel {
  public:
-  GriffinModel(ModelConfig config, ModelWeights weights, Backend* backend);
+  using LayerStackModel::LayerStackModel;
 
-  const ModelConfig& config() const override { return config_; }
-  const ModelWeights& weights() const override { return weights_; }
   // Allocates nothing proportional to max_tokens: any length up to max_seq_len (2^30) is cheap.
   Result<std::unique_ptr<SequenceState>> NewState(int64_t max_tokens, int64_t max_chunk) const override;
   Result<TensorView> Forward(const ForwardInput& input, SequenceState& state) override;
 
-  // Tokens per forward pass over which a long input is split (bounds activation memory).
-  static constexpr int64_t kMaxChunk = 256;
-
  private:
-  void ForwardChunk(std::span<const int32_t> tokens, GriffinState& state, const TensorView* logits);
+  void ForwardChunk(const ForwardInput& input, int64_t begin, int64_t end, SequenceState& state,
+                    const TensorView* logits) override;
   void ResidualBlock(int layer, const TensorView& x, int64_t first_index, GriffinState& state);
   void RecurrentBlock(int layer, const TensorView& normed, int64_t first_index, GriffinState::Layer& state,
                       const TensorView& out);
 
-  ModelConfig config_;
-  ModelWeights weights_;
-  ops::OpContext ctx_;
-
-  struct Activations {
-    Tensor x;       // [num_tokens, model_dim] residual stream
-    Tensor normed;  // [num_tokens, model_dim]
-    Tensor branch;  // [num_tokens, model_dim] temporal block / MLP output
-    Tensor logits;  // [rows, vocab_size]
-    std::vector<float> positions;  // [num_tokens] RoPE positions (sequence indices)
-    AttentionScratch attention;
-    MlpScratch mlp;
-    // Recurrent block, each [num_tokens, lru_width].
+  struct RecurrentActivations {  // each [num_tokens, lru_width]
     Tensor y;       // gelu(linear_y(x))
     Tensor u;       // linear_x(x), the Conv1D input
     Tensor conv;    // Conv1D output, then the RG-LRU output, then that times y
     Tensor gate_x;  // input gate pre-activation
     Tensor gate_a;  // recurrent gate pre-activation
-  } act_;
+  } recurrent_act_;
 };
 
 }  // namespace gemmarun

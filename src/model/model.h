@@ -26,9 +26,7 @@ class SequenceState {
  protected:
   int64_t length_ = 0;
   int64_t max_tokens_ = 0;
-  friend class Decoder;
-  friend class GriffinModel;
-  friend class PaliGemmaModel;
+  friend class LayerStackModel;  // SetMaxTokens, FinishChunk
 };
 
 struct ForwardInput {

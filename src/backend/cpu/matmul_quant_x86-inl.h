@@ -382,6 +382,7 @@ HWY_INLINE float DecodeQ4_0Groups(const uint8_t* row, size_t group_begin, size_t
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
+
 #endif
 
 template <class Format>
@@ -466,49 +467,37 @@ constexpr size_t kTileTokens = 4;
 constexpr size_t kRows = 16;
 using VecI = __m512i;
 using VecF = __m512;
+#define GR_VEC(op) _mm512_##op
 HWY_INLINE VecI ZeroI() { return _mm512_setzero_si512(); }
-HWY_INLINE VecF ZeroF() { return _mm512_setzero_ps(); }
-HWY_INLINE VecI SetI(int32_t v) { return _mm512_set1_epi32(v); }
-HWY_INLINE VecF SetF(float v) { return _mm512_set1_ps(v); }
 HWY_INLINE VecI LoadI(const void* p) { return _mm512_load_si512(p); }
-HWY_INLINE VecF LoadF(const float* p) { return _mm512_load_ps(p); }
-HWY_INLINE VecF LoadUF(const float* p) { return _mm512_loadu_ps(p); }
-HWY_INLINE void StoreUF(float* p, VecF v) { _mm512_storeu_ps(p, v); }
 HWY_INLINE VecF HalvesToF(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))); }
-HWY_INLINE VecI AddI(VecI a, VecI b) { return _mm512_add_epi32(a, b); }
-HWY_INLINE VecI SubI(VecI a, VecI b) { return _mm512_sub_epi32(a, b); }
-HWY_INLINE VecI MulI(VecI a, VecI b) { return _mm512_mullo_epi32(a, b); }
-HWY_INLINE VecI MaddI16(VecI a, VecI b) { return _mm512_madd_epi16(a, b); }
-template <int kShift>
-HWY_INLINE VecI ShiftLeftI(VecI a) { return _mm512_slli_epi32(a, kShift); }
-HWY_INLINE VecF ToF(VecI a) { return _mm512_cvtepi32_ps(a); }
-HWY_INLINE VecF MulF(VecF a, VecF b) { return _mm512_mul_ps(a, b); }
-HWY_INLINE VecF MulAddF(VecF a, VecF b, VecF c) { return _mm512_fmadd_ps(a, b, c); }
-HWY_INLINE VecF NegMulAddF(VecF a, VecF b, VecF c) { return _mm512_fnmadd_ps(a, b, c); }
 #else
 constexpr size_t kRows = 8;
 using VecI = __m256i;
 using VecF = __m256;
+#define GR_VEC(op) _mm256_##op
 HWY_INLINE VecI ZeroI() { return _mm256_setzero_si256(); }
-HWY_INLINE VecF ZeroF() { return _mm256_setzero_ps(); }
-HWY_INLINE VecI SetI(int32_t v) { return _mm256_set1_epi32(v); }
-HWY_INLINE VecF SetF(float v) { return _mm256_set1_ps(v); }
 HWY_INLINE VecI LoadI(const void* p) { return _mm256_load_si256(static_cast<const __m256i*>(p)); }
-HWY_INLINE VecF LoadF(const float* p) { return _mm256_load_ps(p); }
-HWY_INLINE VecF LoadUF(const float* p) { return _mm256_loadu_ps(p); }
-HWY_INLINE void StoreUF(float* p, VecF v) { _mm256_storeu_ps(p, v); }
 HWY_INLINE VecF HalvesToF(const uint16_t* p) { return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p))); }
-HWY_INLINE VecI AddI(VecI a, VecI b) { return _mm256_add_epi32(a, b); }
-HWY_INLINE VecI SubI(VecI a, VecI b) { return _mm256_sub_epi32(a, b); }
-HWY_INLINE VecI MulI(VecI a, VecI b) { return _mm256_mullo_epi32(a, b); }
-HWY_INLINE VecI MaddI16(VecI a, VecI b) { return _mm256_madd_epi16(a, b); }
-template <int kShift>
-HWY_INLINE VecI ShiftLeftI(VecI a) { return _mm256_slli_epi32(a, kShift); }
-HWY_INLINE VecF ToF(VecI a) { return _mm256_cvtepi32_ps(a); }
-HWY_INLINE VecF MulF(VecF a, VecF b) { return _mm256_mul_ps(a, b); }
-HWY_INLINE VecF MulAddF(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a, b, c); }
-HWY_INLINE VecF NegMulAddF(VecF a, VecF b, VecF c) { return _mm256_fnmadd_ps(a, b, c); }
 #endif
+// The rest have the same name at both widths.
+HWY_INLINE VecF ZeroF() { return GR_VEC(setzero_ps)(); }
+HWY_INLINE VecI SetI(int32_t v) { return GR_VEC(set1_epi32)(v); }
+HWY_INLINE VecF SetF(float v) { return GR_VEC(set1_ps)(v); }
+HWY_INLINE VecF LoadF(const float* p) { return GR_VEC(load_ps)(p); }
+HWY_INLINE VecF LoadUF(const float* p) { return GR_VEC(loadu_ps)(p); }
+HWY_INLINE void StoreUF(float* p, VecF v) { GR_VEC(storeu_ps)(p, v); }
+HWY_INLINE VecI AddI(VecI a, VecI b) { return GR_VEC(add_epi32)(a, b); }
+HWY_INLINE VecI SubI(VecI a, VecI b) { return GR_VEC(sub_epi32)(a, b); }
+HWY_INLINE VecI MulI(VecI a, VecI b) { return GR_VEC(mullo_epi32)(a, b); }
+HWY_INLINE VecI MaddI16(VecI a, VecI b) { return GR_VEC(madd_epi16)(a, b); }
+template <int kShift>
+HWY_INLINE VecI ShiftLeftI(VecI a) { return GR_VEC(slli_epi32)(a, kShift); }
+HWY_INLINE VecF ToF(VecI a) { return GR_VEC(cvtepi32_ps)(a); }
+HWY_INLINE VecF MulF(VecF a, VecF b) { return GR_VEC(mul_ps)(a, b); }
+HWY_INLINE VecF MulAddF(VecF a, VecF b, VecF c) { return GR_VEC(fmadd_ps)(a, b, c); }
+HWY_INLINE VecF NegMulAddF(VecF a, VecF b, VecF c) { return GR_VEC(fnmadd_ps)(a, b, c); }
+#undef GR_VEC
 
 HWY_INLINE int32_t Load4(const int8_t* p) {
   int32_t v;
