@@ -382,7 +382,6 @@ HWY_INLINE float DecodeQ4_0Groups(const uint8_t* row, size_t group_begin, size_t
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
-
 #endif
 
 template <class Format>
