@@ -202,6 +202,7 @@ def bench_gemmarun(args, path, matmul_precision="f32"):
         "peak_rss_bytes": j["peak_rss_bytes"],
         "bandwidth_gbs": j["memory_bandwidth_gb_per_second"],
         "tg_bandwidth": (j.get("memory_bandwidth") or {}).get("values", []),
+        "tg_bandwidth_after": (j.get("memory_bandwidth_after") or {}).get("values", []),
         "backend": j["backend"],
         "matmul_precision": j.get("matmul_precision", matmul_precision),
         "load_seconds": j["load_seconds"],
@@ -216,6 +217,7 @@ def pool(runs):
     out["pp"] = [v for r in runs for v in r["pp"]]
     out["tg"] = [v for r in runs for v in r["tg"]]
     out["tg_bandwidth"] = [v for r in runs for v in r.get("tg_bandwidth", [])]
+    out["tg_bandwidth_after"] = [v for r in runs for v in r.get("tg_bandwidth_after", [])]
     out["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
     out["load_seconds"] = mean_sd([r["load_seconds"] for r in runs])[0]
     out["rounds"] = len(runs)
@@ -330,8 +332,8 @@ def llamacpp_worker(args):
         return n / (time.perf_counter() - start)
 
     def read_bandwidth():
-        """gemmarun's streaming-read test with the same threads, right before a decode run, as gemmarun
-        bench does before its own: each engine's decode is judged against the memory of its moment."""
+        """gemmarun's streaming-read test with the same threads, right before and right after a decode
+        run, as gemmarun bench does around its own: each engine is judged against the memory of its moment."""
         out = subprocess.run([args.gemmarun, "bench", "--bandwidth-only", "-t", str(args.threads), "--reps", "1",
                               "--json"], capture_output=True, text=True, check=True).stdout
         return json.loads(out)["memory_bandwidth_gb_per_second"]
@@ -341,17 +343,19 @@ def llamacpp_worker(args):
         test_prompt(args.prompt)
     if args.gen > 0:
         test_gen(1)
-    pp, tg, tg_bandwidth = [], [], []
+    pp, tg, tg_bandwidth, tg_bandwidth_after = [], [], [], []
     for _ in range(args.reps):
         if args.prompt > 0:
             pp.append(test_prompt(args.prompt))
         if args.gen > 0:
             tg_bandwidth.append(read_bandwidth())
             tg.append(test_gen(args.gen))
+            tg_bandwidth_after.append(read_bandwidth())
     result = {
         "pp": pp,
         "tg": tg,
         "tg_bandwidth": tg_bandwidth,
+        "tg_bandwidth_after": tg_bandwidth_after,
         "weight_bytes": int(L.llama_model_size(model)),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "load_seconds": load_seconds,
@@ -384,9 +388,14 @@ def ratio(a, b):
 
 
 def per_bandwidth(result):
-    """Decode tokens/s per GB/s of the read bandwidth measured right before each run."""
-    pairs = list(zip(result["tg"], result.get("tg_bandwidth", [])))
-    return [tps / bw for tps, bw in pairs if bw > 0] if len(pairs) == len(result["tg"]) else []
+    """Decode tokens/s per GB/s of read bandwidth: the mean of the measurements right before and right
+    after each run (before alone for results that have no after)."""
+    before, after = result.get("tg_bandwidth", []), result.get("tg_bandwidth_after", [])
+    if len(before) != len(result["tg"]):
+        return []
+    if len(after) == len(before):
+        before = [0.5 * (b + a) for b, a in zip(before, after)]
+    return [tps / bw for tps, bw in zip(result["tg"], before) if bw > 0]
 
 
 def cpu_name():
@@ -467,8 +476,9 @@ def report(args, rows, seconds):
             args.threads, ours_bw[0], ours_bw[1], theirs_bw[0], theirs_bw[1]),
         "- GB/s = weight bytes x decode tokens/s (every weight is read once per token)",
         "- \"at equal bandwidth\": the decode ratio of tokens/s per GB/s of read bandwidth, each decode run "
-        "divided by a measurement (`gemmarun bench --bandwidth-only`, same threads) taken right before it, "
-        "for llama.cpp's runs as for gemmarun's: it removes the machine's bandwidth drift between runs",
+        "divided by the mean of two measurements (`gemmarun bench --bandwidth-only`, same threads) taken right "
+        "before and right after it, for llama.cpp's runs as for gemmarun's: it removes the machine's bandwidth "
+        "drift between runs",
     ]
     if any(r.get("matmul_precision") == "bf16" for r in rows):
         head.append("- \"(bf16 products)\": gemmarun with `--matmul-precision bf16` (activations rounded to bf16 "

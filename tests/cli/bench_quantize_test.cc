@@ -115,6 +115,19 @@ TEST(BenchTest, JsonReportsEveryFigure) {
               1e-9 + 1e-9 * j["decode_gb_per_second"]["mean"].get<double>());
   EXPECT_GT(j["memory_bandwidth_gb_per_second"].get<double>(), 0);
   EXPECT_GT(j["decode_bandwidth_ratio"].get<double>(), 0);
+  // Each decode run is divided by the mean of the bandwidth measured right before and right after it.
+  const auto& before = j["memory_bandwidth"]["values"];
+  const auto& after = j["memory_bandwidth_after"]["values"];
+  const auto& gbps = j["decode_gb_per_second"]["values"];
+  const auto& ratios = j["decode_bandwidth_ratios"]["values"];
+  ASSERT_EQ(before.size(), 2u);
+  ASSERT_EQ(after.size(), 2u);
+  ASSERT_EQ(ratios.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_GT(after[i].get<double>(), 0);
+    const double mean = 0.5 * (before[i].get<double>() + after[i].get<double>());
+    EXPECT_NEAR(ratios[i].get<double>(), gbps[i].get<double>() / mean, 1e-9 * ratios[i].get<double>()) << i;
+  }
 }
 
 TEST(BenchTest, TextTableAndSkippedParts) {
