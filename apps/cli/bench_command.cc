@@ -177,8 +177,8 @@ std::string Format(const Stats& s, int precision, int width) {
 }
 
 // --bandwidth-only: --reps measurements of the read bandwidth, no model. Other
-// engines' benchmarks (bench/run_vs_llamacpp.py) call it right before their
-// own decode runs, to be judged against the same figure as ours.
+// engines' benchmarks (bench/run_vs_llamacpp.py) call it right before and
+// after their own decode runs, to be judged against the same figures as ours.
 int RunBandwidthOnly(const BenchFlags& flags) {
   if (!flags.model.model.empty()) return Fail("--bandwidth-only measures the memory alone; drop -m");
   if (flags.bandwidth_mib <= 0) return Fail("--bandwidth-only needs --bandwidth-mib > 0");
