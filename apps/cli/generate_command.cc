@@ -132,6 +132,7 @@ int Run(const GenerateFlags& flags) {
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);  // the newline before the stats, also when both streams go to one pipe
     std::fprintf(stderr, "[%lld prompt tokens, %.1f tokens/s prefill; %zu generated, %.1f tokens/s; stop: %s]\n",
                  static_cast<long long>(prompt_tokens), prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0,
                  result->tokens.size(),
