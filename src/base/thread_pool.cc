@@ -60,8 +60,9 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::Work(uint32_t generation, int thread) {
   while (true) {
     uint64_t cursor = cursor_.load();
-    // A cursor of this generation with tasks left means the call is still
-    // running, so num_tasks_ and task_ are this call's.
+    // num_tasks_ read next may already be the next call's: Run moves cursor_
+    // to the next generation before it touches num_tasks_ or task_, so a claim
+    // on this generation's cursor can only succeed while this call is running.
     if (static_cast<uint32_t>(cursor >> 32) != generation) return;
     const size_t task = static_cast<uint32_t>(cursor);
     if (task >= num_tasks_) return;
@@ -101,10 +102,14 @@ void ThreadPool::Run(size_t num_tasks, const Task& task) {
     return;
   }
   const uint32_t generation = generation_.load() + 1;
+  // The cursor first (see Work): a worker still in the previous call's Work
+  // could otherwise read this call's num_tasks_ against the old cursor, claim
+  // a task of this call before it starts and leave unfinished_ one short of
+  // zero forever (seen as a hang under ASan).
+  cursor_.store(static_cast<uint64_t>(generation) << 32);
   task_ = &task;
   num_tasks_ = num_tasks;
   unfinished_.store(num_tasks);
-  cursor_.store(static_cast<uint64_t>(generation) << 32);
   generation_.store(generation);  // seq_cst: publishes the call
   if (sleeping_workers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -530,6 +531,43 @@ TEST(ThreadPoolTest, ParallelForDynamicVisitsEachIndexOnce) {
       for (size_t i = 0; i < count; ++i) ASSERT_EQ(visits[i].load(), 1) << "call " << call << " index " << i;
     }
   }
+}
+
+// Many tiny calls back to back on more threads than cores, so that workers are
+// often preempted inside Work while the caller starts the next call: every
+// task must still run exactly once per call, and every call must return (a
+// watchdog turns a lost task into a failure instead of a hang).
+TEST(ThreadPoolTest, BackToBackTinyCallsOnAnOversubscribedMachine) {
+  const int threads = static_cast<int>(std::max(4u, 2 * std::thread::hardware_concurrency()));
+  ThreadPool pool(threads);
+  std::atomic<bool> finished{false};
+  std::atomic<int> calls_done{0};
+  std::thread runner([&] {
+    bool ok = true;
+    for (int call = 0; call < 20000 && ok; ++call) {
+      const size_t count = 2 + call % 3;
+      std::vector<std::atomic<int>> visits(count);
+      pool.ParallelForDynamic(count, 1, [&](size_t begin, size_t, int) { visits[begin].fetch_add(1); });
+      for (size_t i = 0; i < count; ++i) {
+        if (visits[i].load() != 1) {
+          ADD_FAILURE() << "call " << call << " ran task " << i << " " << visits[i].load() << " times";
+          ok = false;
+        }
+      }
+      calls_done.fetch_add(1);
+    }
+    finished.store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!finished.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!finished.load()) {
+    ADD_FAILURE() << "a call never returned after " << calls_done.load() << " calls";
+    runner.detach();  // it is stuck in the pool; the process ends with the test binary
+    std::_Exit(1);
+  }
+  runner.join();
 }
 
 TEST(KernelsTest, ReportsPaths) {
