@@ -63,13 +63,17 @@ struct Stats {
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
+// -t, or every hardware thread when it was not given.
+int RequestedThreads(int requested) {
+  return requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 // ModelInfo::backend reads "cpu (AVX3, 2 threads)" or "cpu (AVX3, 2 threads, bf16 products)".
 int ThreadsOf(const ModelInfo& info, int requested) {
   std::smatch match;
   static const std::regex kThreads(R"((\d+) threads?)");
   if (std::regex_search(info.backend, match, kThreads)) return std::stoi(match[1].str());
-  if (requested > 0) return requested;
-  return std::max(1u, std::thread::hardware_concurrency());
+  return RequestedThreads(requested);
 }
 
 // Resident now (/proc/self/statm), 0 where unknown.
@@ -182,8 +186,7 @@ std::string Format(const Stats& s, int precision, int width) {
 int RunBandwidthOnly(const BenchFlags& flags) {
   if (!flags.model.model.empty()) return Fail("--bandwidth-only measures the memory alone; drop -m");
   if (flags.bandwidth_mib <= 0) return Fail("--bandwidth-only needs --bandwidth-mib > 0");
-  const int threads = flags.model.threads > 0 ? flags.model.threads
-                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = RequestedThreads(flags.model.threads);
   Stats bandwidth;
   for (int rep = 0; rep < flags.reps; ++rep) {
     bandwidth.values.push_back(MeasureReadBandwidth(size_t(flags.bandwidth_mib) << 20, threads, 3));
