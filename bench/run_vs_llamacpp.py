@@ -8,8 +8,9 @@ converts it with `gemmarun quantize` to one GGUF per type (F16, BF16, Q8_0,
 Q4_0), then on each file runs
 
   * `gemmarun bench -m FILE -p P -n N -t T --reps R --json`; on the BF16 file
-    a second time with `--matmul-precision bf16` (bf16-rounded activations,
-    llama.cpp's arithmetic; the default is gemmarun's exact f32 products), and
+    a second time with `--matmul-precision f32` (exact f32 products; the
+    default rounds the activations to bf16 for bf16 weights, which is
+    llama.cpp's arithmetic), and
   * llama.cpp (through llama-cpp-python's C API, in a fresh process per file)
     measuring what llama-bench measures: ppP = one llama_decode of P random
     tokens, tgN = N single-token llama_decode calls from an empty cache, a
@@ -189,10 +190,10 @@ def run(cmd):
     return proc.stdout
 
 
-def bench_gemmarun(args, path, matmul_precision="f32"):
+def bench_gemmarun(args, path, matmul_precision=""):
     cmd = [args.gemmarun, "bench", "-m", path, "-p", str(args.prompt), "-n", str(args.gen), "-t",
            str(args.threads), "--reps", str(args.reps), "--seed", str(args.seed), "--json"]
-    if matmul_precision != "f32":
+    if matmul_precision:
         cmd += ["--matmul-precision", matmul_precision]
     j = json.loads(run(cmd))
     return {
@@ -229,11 +230,11 @@ def pool(runs):
 
 
 def variants(t):
-    """gemmarun's runs of a file of type t: (matmul precision, table label)."""
+    """gemmarun's runs of a file of type t: (--matmul-precision, "" for the default; table label)."""
     label = TYPE_LABELS.get(t, t)
     if t == "bf16":
-        return [("f32", label), ("bf16", label + " (bf16 products)")]
-    return [("f32", label)]
+        return [("", label), ("f32", label + " (exact f32)")]
+    return [("", label)]
 
 
 def bench_file(args, t, path):
@@ -250,7 +251,7 @@ def bench_file(args, t, path):
         for job in order:
             engine, precision = job
             what = "llama.cpp" if engine == "llamacpp" else "gemmarun bench" + (
-                " --matmul-precision " + precision if precision != "f32" else "")
+                " --matmul-precision " + precision if precision else "")
             log("%s: %s (round %d of %d)" % (t, what, round_index + 1, args.rounds))
             if engine == "llamacpp":
                 results[job].append(bench_llamacpp(args, path))
@@ -480,10 +481,10 @@ def report(args, rows, seconds):
         "before and right after it, for llama.cpp's runs as for gemmarun's: it removes the machine's bandwidth "
         "drift between runs",
     ]
-    if any(r.get("matmul_precision") == "bf16" for r in rows):
-        head.append("- \"(bf16 products)\": gemmarun with `--matmul-precision bf16` (activations rounded to bf16 "
-                    "for bf16 weights, as llama.cpp does); the other rows use gemmarun's exact default; both "
-                    "BF16 rows are compared with the same llama.cpp runs")
+    if any(r.get("matmul_precision") == "f32" for r in rows):
+        head.append("- \"(exact f32)\": gemmarun with `--matmul-precision f32` (the stored bf16 weights times f32 "
+                    "activations); the other rows use gemmarun's default, which rounds the activations to bf16 for "
+                    "bf16 weights, as llama.cpp does; both BF16 rows are compared with the same llama.cpp runs")
     if args.note:
         head.append("- note: " + args.note)
     head.append("")

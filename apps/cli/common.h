@@ -45,11 +45,11 @@ nlohmann::json GenerationJson(const GenerateResult& result, int64_t prompt_token
 // Adds --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed.
 void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling);
 
-// Adds --matmul-precision f32|bf16 (EngineOptions::matmul_precision). Checked
+// Adds --matmul-precision bf16|f32 (EngineOptions::matmul_precision). Checked
 // by LoadEngine rather than by CLI11, so a bad value is one "error:" line.
-void AddMatMulPrecisionFlag(CLI::App* app, std::string* matmul_precision);
+CLI::Option* AddMatMulPrecisionFlag(CLI::App* app, std::string* matmul_precision);
 
-// "f32" or "bf16": what --json reports for --matmul-precision (empty = f32).
+// "bf16" or "f32": what --json reports for --matmul-precision (empty = bf16).
 std::string MatMulPrecisionName(const std::string& matmul_precision);
 
 // Adds -m/--model, -t/--threads, -c/--ctx-size, --dtype, --matmul-precision.
@@ -58,7 +58,7 @@ struct ModelFlags {
   int threads = 0;
   int64_t context = 0;
   std::string dtype;             // --dtype: convert matrices at load
-  std::string matmul_precision;  // --matmul-precision: f32 (default, exact) or bf16
+  std::string matmul_precision;  // --matmul-precision: bf16 (default) or f32 (exact)
   Result<std::unique_ptr<Engine>> Load() const;
   void Add(CLI::App* app, bool model_required = true);
 };

@@ -48,7 +48,10 @@ void AddVerifyCommand(CLI::App& root, int* exit_code) {
   app->add_option("--tol", flags->tolerance, "allowed max|diff| as a fraction of max(1, max|logit|)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app->add_option("-t,--threads", flags->threads, "threads (default: physical cores)");
-  AddMatMulPrecisionFlag(app, &flags->matmul_precision);
+  AddMatMulPrecisionFlag(app, &flags->matmul_precision)
+      ->description("f32 or bf16: products of bf16-weight matrices. Unlike the other commands, verify defaults to "
+                    "f32 (exact), since it compares with float64 references; bf16 needs --tol 1e-2")
+      ->type_name("f32|bf16");
   app->add_flag("--json", flags->json, "print a JSON report");
   app->footer("Example:\n  gemmarun verify tests/data/gemma2 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });

@@ -27,12 +27,13 @@ struct EngineOptions {
   int64_t context_length = 0;   // default context of new sessions; 0: min(model maximum, 8192)
   // Convert matrix weights at load: "bf16", "f16", "q8_0", "q4_0"; empty keeps the stored type.
   std::string weight_dtype;
-  // Products of matrices with bf16 weights: "" or "f32" (the default) multiplies
-  // the stored weights with f32 activations exactly; "bf16" rounds the
-  // activations to bf16 first (round-to-nearest-even; sums stay f32), which is
-  // llama.cpp's and bf16 PyTorch's arithmetic and about 1.5-2x faster prefill on
-  // CPUs with AVX512_BF16, at ~1e-3 relative change in the logits. Other weight
-  // types ignore it.
+  // Products of matrices with bf16 weights. "" or "bf16" (the default) rounds
+  // the activations to bf16 first (round-to-nearest-even; sums stay f32): the
+  // checkpoint's own precision, and llama.cpp's, gemma.cpp's and bf16
+  // PyTorch's arithmetic; CPUs with AVX512_BF16 run it natively, about 1.5-2x
+  // faster prefill than f32, and the logits move by ~1e-3 of their size. "f32"
+  // multiplies the stored weights with f32 activations exactly (what the
+  // golden tests and `verify` pin). Other weight types ignore it.
   std::string matmul_precision;
   // Long work (loading) reports progress: stage name, units done, units total.
   std::function<void(const char* stage, size_t done, size_t total)> progress;
@@ -47,7 +48,7 @@ struct ModelInfo {
   int num_layers = 0;
   int64_t max_seq_len = 0;
   size_t weight_bytes = 0;
-  std::string backend;     // "cpu (AVX3, 2 threads)"; "..., bf16 products)" with matmul_precision "bf16"
+  std::string backend;     // "cpu (AVX3, 2 threads)"; "..., bf16 products)" for bf16 matrices in bf16 precision
   bool takes_image = false;
   int image_size = 0;       // PaliGemma input resolution
   int num_image_tokens = 0;

@@ -14,7 +14,10 @@ namespace gemmarun {
 struct VerifyOptions {
   double tolerance = 1e-3;  // max |diff| allowed is tolerance * max(1, max |reference logit|)
   int num_threads = 0;
-  std::string matmul_precision;  // EngineOptions::matmul_precision ("bf16" needs a looser tolerance, ~1e-2)
+  // EngineOptions::matmul_precision, but "" here means "f32": verify checks
+  // against float64 references, so it is exact unless asked otherwise ("bf16"
+  // needs a looser tolerance, ~1e-2).
+  std::string matmul_precision;
 };
 
 struct PromptCheck {

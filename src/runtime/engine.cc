@@ -54,13 +54,24 @@ class SessionImpl final : public Session {
   std::vector<float> last_logits_;  // logits after the last fed token
 };
 
+// Whether the precision choice changes anything for this model (only bf16
+// matrices look at it), so the backend line does not claim bf16 products for
+// a quantized or f32 model.
+bool HasBF16Matrices(const Model& model) {
+  bool found = false;
+  ForEachWeight(model.config(), const_cast<ModelWeights&>(model.weights()), [&](const WeightSpec& spec) {
+    if (spec.kind == WeightKind::kMatrix && spec.tensor->dtype() == DType::kBF16) found = true;
+  });
+  return found;
+}
+
 class EngineImpl final : public Engine {
  public:
   Status Init(const std::string& path, const EngineOptions& options) {
-    MatMulPrecision precision = MatMulPrecision::kF32;
-    if (options.matmul_precision == "bf16") {
-      precision = MatMulPrecision::kBF16;
-    } else if (!options.matmul_precision.empty() && options.matmul_precision != "f32") {
+    MatMulPrecision precision = MatMulPrecision::kBF16;
+    if (options.matmul_precision == "f32") {
+      precision = MatMulPrecision::kF32;
+    } else if (!options.matmul_precision.empty() && options.matmul_precision != "bf16") {
       return InvalidArgument("matmul_precision '" + options.matmul_precision + "' is not one of f32, bf16");
     }
     backend_ = CreateCpuBackend(options.num_threads, precision);
@@ -88,7 +99,8 @@ class EngineImpl final : public Engine {
     info_.weight_bytes = loaded_.weight_bytes;
     info_.backend = std::string(backend_->name()) + " (" + cpu::SelectedTarget() + ", " +
                     std::to_string(backend_->num_threads()) + " threads" +
-                    (precision == MatMulPrecision::kBF16 ? ", bf16 products)" : ")");
+                    (precision == MatMulPrecision::kBF16 && HasBF16Matrices(*loaded_.model) ? ", bf16 products)"
+                                                                                            : ")");
     info_.takes_image = config.family == ModelFamily::kPaliGemma;
     info_.image_size = config.vision.image_size;
     info_.num_image_tokens = config.num_image_tokens;

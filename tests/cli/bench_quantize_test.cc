@@ -99,7 +99,8 @@ TEST(BenchTest, JsonReportsEveryFigure) {
   EXPECT_EQ(j["reps"], 2);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["family"], "gemma");
-  EXPECT_EQ(j["matmul_precision"], "f32");  // the exact default
+  EXPECT_EQ(j["matmul_precision"], "bf16");  // the default, which a q8_0 model ignores:
+  EXPECT_EQ(j["backend"].get<std::string>().find("bf16"), std::string::npos) << j["backend"];
   EXPECT_GT(j["weight_bytes"].get<double>(), 0);
   EXPECT_GT(j["rss_bytes"].get<double>(), 0);
   EXPECT_GE(j["peak_rss_bytes"].get<double>(), j["rss_bytes"].get<double>());

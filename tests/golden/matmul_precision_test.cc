@@ -326,7 +326,7 @@ TEST(MatMulPrecisionTest, OtherWeightTypesGiveBitIdenticalLogits) {
                         Case{"gemma1_mqa", "q8_0"}}) {
     SCOPED_TRACE(std::string(c.fixture) + " " + c.weight_dtype);
     const std::string dir = std::string(GR_TEST_DATA_DIR) + "/" + c.fixture;
-    const EngineRun exact = RunEngine(dir, "", ids, 0, c.weight_dtype);
+    const EngineRun exact = RunEngine(dir, "f32", ids, 0, c.weight_dtype);
     const EngineRun bf16 = RunEngine(dir, "bf16", ids, 0, c.weight_dtype);
     ASSERT_FALSE(exact.prefill.empty());
     EXPECT_EQ(exact.prefill, bf16.prefill);  // float ==: bit-identical (no NaNs here)
@@ -334,12 +334,28 @@ TEST(MatMulPrecisionTest, OtherWeightTypesGiveBitIdenticalLogits) {
   }
 }
 
-TEST(MatMulPrecisionTest, ExplicitF32IsTheDefault) {
+TEST(MatMulPrecisionTest, Bf16ProductsAreTheDefault) {
   const ReferencePrompt prompt = ReadReference(kBf16Fixture).at(0);
   const EngineRun unset = RunEngine(kBf16Fixture, "", prompt.ids, 0);
+  const EngineRun bf16 = RunEngine(kBf16Fixture, "bf16", prompt.ids, 0);
   const EngineRun f32 = RunEngine(kBf16Fixture, "f32", prompt.ids, 0);
-  EXPECT_EQ(unset.prefill, f32.prefill);
-  EXPECT_EQ(unset.backend.find("bf16"), std::string::npos) << unset.backend;
+  EXPECT_EQ(unset.prefill, bf16.prefill);
+  EXPECT_NE(unset.prefill, f32.prefill);
+  EXPECT_NE(unset.backend.find("bf16 products"), std::string::npos) << unset.backend;
+  EXPECT_EQ(f32.backend.find("bf16"), std::string::npos) << f32.backend;
+}
+
+TEST(MatMulPrecisionTest, BackendDescriptionOnlyClaimsBf16ProductsForBf16Matrices) {
+  // gemma1_mqa stores f32 matrices: the default precision changes nothing there,
+  // and the backend line must not say otherwise; converted to bf16 at load, it does.
+  for (const char* dtype : {"", "q8_0", "bf16"}) {
+    EngineOptions options;
+    options.weight_dtype = dtype;
+    auto engine = Engine::Load(std::string(GR_TEST_DATA_DIR) + "/gemma1_mqa", options);
+    ASSERT_TRUE(engine.ok()) << engine.status().message();
+    const bool claims = (*engine)->info().backend.find("bf16 products") != std::string::npos;
+    EXPECT_EQ(claims, std::string(dtype) == "bf16") << dtype << ": " << (*engine)->info().backend;
+  }
 }
 
 TEST(MatMulPrecisionTest, BackendDescriptionSaysBf16Products) {
