@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_test.h"
+#include "testing/temp_dir.h"
 #include "gemmarun/engine.h"
 #include "gemmarun/quantize.h"
 #include "gemmarun/tokenizer.h"
@@ -35,19 +36,7 @@ void ExpectOneLineError(const testing::CommandResult& r, const std::string& frag
   EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
 }
 
-class TempDir {
- public:
-  TempDir()
-      : path_(fs::temp_directory_path() / ("gr_bqtest_" + std::to_string(::getpid()) + "_" + std::to_string(n_++))) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  static inline int n_ = 0;
-  fs::path path_;
-};
+using testing::TempDir;
 
 // Prompt of the fixtures' reference runs.
 const std::vector<int32_t> kIds = {2, 369, 137, 41, 124, 111, 365, 7, 300, 12};

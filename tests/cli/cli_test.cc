@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "cli/cli_test.h"
+#include "testing/temp_dir.h"
 
 namespace gemmarun {
 namespace {
@@ -27,18 +28,7 @@ void ExpectOneLineError(const testing::CommandResult& r, const std::string& frag
   EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
 }
 
-class TempDir {
- public:
-  TempDir() : path_(fs::temp_directory_path() / ("gr_clitest_" + std::to_string(::getpid()) + "_" + std::to_string(n_++))) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  static inline int n_ = 0;
-  fs::path path_;
-};
+using testing::TempDir;
 
 TEST(CliTest, VerifyPassesOnAFixture) {
   auto r = RunGemmarun("verify " + DataDir() + "/gemma1_mqa");

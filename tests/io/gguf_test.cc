@@ -16,9 +16,8 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "tensor/quant.h"
+#include "testing/temp_dir.h"
 
 namespace gemmarun {
 namespace {
@@ -35,10 +34,9 @@ void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes, size
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(size));
 }
 
-// Per-process names: ctest may run these tests in parallel, from several build dirs.
 std::string TempPath(const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) /
-          ("gguf_test_" + std::to_string(getpid()) + "_" + name)).string();
+  static const testing::TempDir dir("gr_gguf_test");
+  return dir.file(name);
 }
 
 GgufFile OpenOrDie(const std::string& path) {

@@ -4,21 +4,19 @@
 // (tools/tokenizer/make_codegemma_tokenizer.py does the same with json).
 #pragma once
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "testing/temp_dir.h"
+
 namespace gemmarun::testing {
 
 // Path of a derived CodeGemma tokenizer.json (made once per process).
 inline std::string CodeGemmaTokenizerJson() {
-  namespace fs = std::filesystem;
   static const std::string path = [] {
-    const fs::path dir = fs::temp_directory_path() / ("gr_codegemma_tokenizer_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
+    static const TempDir dir("gr_codegemma_tokenizer");
     std::ifstream in(std::string(GR_TEST_DATA_DIR) + "/tokenizer/gemma/tokenizer.json", std::ios::binary);
     std::stringstream buffer;
     buffer << in.rdbuf();
@@ -33,9 +31,9 @@ inline std::string CodeGemmaTokenizerJson() {
         json.replace(at, std::string(from).size(), to);
       }
     }
-    const fs::path file = dir / "tokenizer.json";
+    const std::string file = dir.file("tokenizer.json");
     std::ofstream(file, std::ios::binary) << json;
-    return file.string();
+    return file;
   }();
   return path;
 }
