@@ -27,14 +27,12 @@ using VF = hn::Vec<DF>;
 
 struct F32Weights {
   using T = float;
-  static constexpr bool kPrefetchRows = false;
   static HWY_INLINE VF Load(DF d, const T* p) { return hn::LoadU(d, p); }
   static HWY_INLINE float ToFloat(T v) { return v; }
 };
 // bf16 is the top half of an f32: widen to u32 and shift, which every target has.
 struct BF16Weights {
   using T = uint16_t;
-  static constexpr bool kPrefetchRows = false;
   static HWY_INLINE VF Load(DF d, const T* p) {
     const hn::RebindToUnsigned<DF> du32;
     const hn::Rebind<uint16_t, DF> du16;
@@ -44,10 +42,16 @@ struct BF16Weights {
 };
 struct F16Weights {
   using T = uint16_t;
-  static constexpr bool kPrefetchRows = true;  // see RowDot
   static HWY_INLINE VF Load(DF d, const T* p) {
     const hn::Rebind<hwy::float16_t, DF> df16;
-    return hn::PromoteTo(d, hn::LoadU(df16, reinterpret_cast<const hwy::float16_t*>(p)));
+    auto raw = hn::LoadU(df16, reinterpret_cast<const hwy::float16_t*>(p));
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+    // Keeps the load a plain load: folded into vcvtph2ps's memory operand it
+    // streamed from DRAM at 20-21 GB/s per core on Zen 4, against 29-30 as
+    // here (= bf16's widening); in cache both forms run alike.
+    asm volatile("" : "+x"(raw.raw));
+#endif
+    return hn::PromoteTo(d, raw);
   }
   static HWY_INLINE float ToFloat(T v) { return F16ToF32(v); }
 };
@@ -105,7 +109,7 @@ HWY_NOINLINE void Micro(const typename W::T* HWY_RESTRICT w, size_t w_stride, co
 #endif
 }
 
-// How far ahead decode prefetches 2-byte weight rows into L2 (see RowDot, RowDot4).
+// How far ahead RowDot4 prefetches 2-byte weight rows into L2.
 constexpr size_t kL2PrefetchBytes = 8192;
 
 // Decode: one row against one token with four accumulators (hiding the FMA
@@ -119,16 +123,13 @@ HWY_INLINE float RowDot(const typename W::T* HWY_RESTRICT w, const float* HWY_RE
   size_t i = 0;
   // f32 weights are fetched 4 KiB ahead, non-temporal (read once, they should
   // not evict the activations from L1): 28 -> 31 GB/s here. For bf16/f16 the
-  // same prefetch measured 2x slower. f16 rows fetched 8 KiB ahead into L2
-  // instead went 19-21 -> 22-24 GB/s (Gemma-2B gate/up, one thread), while
-  // bf16 lost 27 -> 22, so only f16 weights ask for it (kPrefetchRows).
+  // hardware prefetchers do better alone: the same prefetch measured 2x
+  // slower, and into L2 8 KiB ahead bf16 went 27 -> 22 GB/s.
   constexpr size_t kAhead = 4096 / sizeof(typename W::T);
   const size_t step = 4 * N * sizeof(typename W::T);
   for (; i + 4 * N <= k; i += 4 * N) {
     if constexpr (sizeof(typename W::T) == 4) {
       for (size_t b = 0; b < step; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(w + i + kAhead) + b, 0, 0);
-    } else if constexpr (W::kPrefetchRows) {
-      for (size_t b = 0; b < step; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(w + i) + kL2PrefetchBytes + b, 0, 2);
     }
     s0 = hn::MulAdd(W::Load(d, w + i), hn::LoadU(d, x + i), s0);
     s1 = hn::MulAdd(W::Load(d, w + i + N), hn::LoadU(d, x + i + N), s1);
