@@ -399,6 +399,50 @@ def per_bandwidth(result):
     return [tps / bw for tps, bw in zip(result["tg"], before) if bw > 0]
 
 
+def runs_by_mode(result, fast_gbs):
+    """Decode tokens/s of each run, split by the VM's memory mode around it: "fast" when the bandwidth
+    measured right before and right after the run are both at least fast_gbs, "slow" when both are below.
+    Runs with one measurement on each side changed mode midway and are left out. None without both."""
+    before, after = result.get("tg_bandwidth", []), result.get("tg_bandwidth_after", [])
+    if not result["tg"] or len(before) != len(result["tg"]) or len(after) != len(before):
+        return None
+    modes = {"slow": [], "fast": [], "changed": []}
+    for tps, b, a in zip(result["tg"], before, after):
+        if (b >= fast_gbs) != (a >= fast_gbs):
+            modes["changed"].append(tps)
+        else:
+            modes["fast" if b >= fast_gbs else "slow"].append(tps)
+    return modes
+
+
+def mode_table(args, rows):
+    """Decode by memory mode: the ratio where both engines met the same memory."""
+    lines = [
+        "| type | memory mode | gemmarun tokens/s (runs) | llama.cpp tokens/s (runs) | gemmarun / llama.cpp |",
+        "| ---- | ----------- | -----------------------: | ------------------------: | -------------------: |",
+    ]
+    changed = 0
+    for row in rows:
+        ours, theirs = runs_by_mode(row["gemmarun"], args.fast_gbs), runs_by_mode(row["llamacpp"], args.fast_gbs)
+        if ours is None or theirs is None:
+            continue
+        changed += len(ours["changed"])
+        for mode in ("slow", "fast"):
+            a, b = ours[mode], theirs[mode]
+            if not a and not b:
+                continue
+            cell = lambda v: "%.2f ± %.2f (%d)" % (mean_sd(v) + (len(v),)) if v else "none"
+            r = "**%.2f** ± %.2f" % ratio(mean_sd(a), mean_sd(b)) if a and b else ""
+            lines.append("| %s | %s | %s | %s | %s |" % (row_label(row), mode, cell(a), cell(b), r))
+    if len(lines) == 2:
+        return ""
+    theirs_changed = sum(len(m["changed"]) for m in (runs_by_mode(r["llamacpp"], args.fast_gbs)
+                                                     for r in {id(r["llamacpp"]): r for r in rows}.values()) if m)
+    return ("\nDecode by memory mode: each run put in the mode measured right before and right after it (fast: "
+            "both at least %.0f GB/s, slow: both below; %d of gemmarun's and %d of llama.cpp's runs changed mode "
+            "midway and are left out here).\n\n" % (args.fast_gbs, changed, theirs_changed) + "\n".join(lines) + "\n")
+
+
 def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
@@ -489,12 +533,15 @@ def report(args, rows, seconds):
         head.append("- note: " + args.note)
     head.append("")
     text = "\n".join(head) + "\n" + table(args, rows) + "\n"
+    if args.gen > 0:
+        text += mode_table(args, rows)
     peaks = ", ".join("%s %.2f / %.2f GiB" % (row_label(r),
                                               r["gemmarun"]["peak_rss_bytes"] / 2**30,
                                               r["llamacpp"]["peak_rss_bytes"] / 2**30) for r in rows)
     text += ("\nPeak RSS gemmarun / llama.cpp: %s (gemmarun's peak includes the file's pages, mapped while "
              "the weights are copied out).\n" % peaks)
-    text += "\nWhole run: %.0f s (`%s`).\n" % (seconds, shlex.join(["bench/run_vs_llamacpp.py"] + sys.argv[1:]))
+    if seconds is not None:
+        text += "\nWhole run: %.0f s (`%s`).\n" % (seconds, shlex.join(["bench/run_vs_llamacpp.py"] + sys.argv[1:]))
     return text
 
 
@@ -519,10 +566,20 @@ def main():
     parser.add_argument("--no-results", action="store_true", help="print only; do not write --results")
     parser.add_argument("--note", help="a line to add to the report (e.g. what was special about this run)")
     parser.add_argument("--json", action="store_true", help="also print every measurement as JSON")
+    parser.add_argument("--fast-gbs", type=float, default=45.0,
+                        help="read bandwidth (GB/s) from which a decode run counts as in the fast memory mode")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="no runs: print the report of the rows a --json run printed (saved to FILE)")
     parser.add_argument("--llamacpp-worker", metavar="GGUF", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.llamacpp_worker:
         return llamacpp_worker(args)
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = json.load(f)
+        args.note = args.note or "rendered from %s; the date and revision above are this rendering's" % args.from_json
+        print(report(args, rows, None))
+        return 0
 
     if args.rounds < 1 or args.reps < 1:
         parser.error("--rounds and --reps must be at least 1")
