@@ -140,4 +140,8 @@ void ForEachWeight(const ModelConfig& c, ModelWeights& w, const Visit& visit) {
        c.model_dim);
 }
 
+void ForEachWeight(const ModelConfig& c, const ModelWeights& w, const Visit& visit) {
+  ForEachWeight(c, const_cast<ModelWeights&>(w), visit);  // one walk; WeightSpec carries a mutable pointer
+}
+
 }  // namespace gemmarun

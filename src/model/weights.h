@@ -98,6 +98,9 @@ struct ModelWeights {
 // the HF checkpoint names; ModelWeights must have been sized with ResizeWeights.
 void ForEachWeight(const ModelConfig& config, ModelWeights& weights,
                    const std::function<void(const WeightSpec&)>& visit);
+// The same walk for readers (sizes, dtypes): `visit` must not write through spec.tensor.
+void ForEachWeight(const ModelConfig& config, const ModelWeights& weights,
+                   const std::function<void(const WeightSpec&)>& visit);
 void ResizeWeights(const ModelConfig& config, ModelWeights& weights);
 
 }  // namespace gemmarun

@@ -59,7 +59,7 @@ class SessionImpl final : public Session {
 // a quantized or f32 model.
 bool HasBF16Matrices(const Model& model) {
   bool found = false;
-  ForEachWeight(model.config(), const_cast<ModelWeights&>(model.weights()), [&](const WeightSpec& spec) {
+  ForEachWeight(model.config(), model.weights(), [&](const WeightSpec& spec) {
     if (spec.kind == WeightKind::kMatrix && spec.tensor->dtype() == DType::kBF16) found = true;
   });
   return found;

@@ -16,8 +16,7 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 
 size_t TotalBytes(const ModelWeights& weights, const ModelConfig& config) {
   size_t total = 0;
-  ModelWeights& mutable_weights = const_cast<ModelWeights&>(weights);
-  ForEachWeight(config, mutable_weights, [&](const WeightSpec& spec) { total += spec.tensor->bytes(); });
+  ForEachWeight(config, weights, [&](const WeightSpec& spec) { total += spec.tensor->bytes(); });
   return total;
 }
 
