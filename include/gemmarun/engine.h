@@ -35,6 +35,9 @@ struct EngineOptions {
   // multiplies the stored weights with f32 activations exactly (what the
   // golden tests and `verify` pin). Other weight types ignore it.
   std::string matmul_precision;
+  // Type of the KV cache entries: "f32", "f16", "bf16", "q8_0"; "" is f16 (half
+  // the memory and attention bandwidth of f32). verify uses f32.
+  std::string cache_type;
   // Long work (loading) reports progress: stage name, units done, units total.
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };
@@ -71,24 +74,48 @@ struct Logits {
   }
 };
 
-enum class StopReason { kMaxTokens, kEndOfSequence, kStopToken, kCallback, kContextFull };
+enum class StopReason { kMaxTokens, kEndOfSequence, kStopToken, kStopString, kCallback, kContextFull, kCancelled };
 const char* StopReasonName(StopReason reason);
 
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0.0f;  // natural log of the model's probability (log-softmax of the raw logits)
+};
+
+// One generated token, as the per-token callback and GenerateResult::details see it.
+struct GeneratedToken {
+  int32_t id = 0;
+  std::string text;                // text released with this token (see on_token)
+  float logprob = 0.0f;            // when GenerateOptions::logprobs >= 0
+  std::vector<TokenLogprob> top;   // the GenerateOptions::logprobs most likely tokens, best first
+};
+
 struct GenerateOptions {
-  int max_new_tokens = 128;
+  int max_new_tokens = 128;        // -1: until EOS or the context is full
   SamplingOptions sampling;
   bool stop_at_eos = true;         // stop at the model's EOS / end-of-turn tokens
   std::vector<int32_t> stop_ids;   // more tokens that end generation (not emitted)
+  // Texts that end generation, matched on the decoded text even across token
+  // boundaries; the match and anything after it is not emitted. Text that could
+  // still become a match is held back until it cannot.
+  std::vector<std::string> stop_strings;
+  int logprobs = -1;               // >= 0: report each token's logprob and this many top alternatives
   // Called for each generated token with the text it completes (empty while a
   // multi-byte character is still incomplete). Return false to stop.
   std::function<bool(int32_t id, const std::string& text)> on_token;
+  // The same event with logprobs (called instead of on_token when set).
+  std::function<bool(const GeneratedToken& token)> on_generated;
 };
 
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids, stop token excluded
   std::string text;             // their text, when the model has a tokenizer
   StopReason stop_reason = StopReason::kMaxTokens;
-  int64_t prompt_tokens = 0;    // tokens prefilled by this call
+  std::string stop_string;      // the stop string that matched (kStopString)
+  std::vector<GeneratedToken> details;  // per token, when logprobs >= 0
+  int64_t prompt_tokens = 0;    // prompt tokens of this call
+  int64_t cached_tokens = 0;    // of those, taken from the prefix cache instead of prefilled
+  double time_to_first_token_seconds = 0.0;
   double prefill_seconds = 0.0;
   double decode_seconds = 0.0;
 };
@@ -97,6 +124,9 @@ struct PrefillOptions {
   bool all_logits = false;       // logits for every fed token, not only the last
   const Image* image = nullptr;  // PaliGemma: the tokens are the image + prompt prefix
 };
+
+struct SchedulerOptions;
+class Scheduler;
 
 class Session {
  public:
@@ -126,6 +156,9 @@ class Engine {
   // prefill_chunk: tokens per forward pass (0: default). Sliding-window layers keep
   // window + prefill_chunk - 1 positions, so a small chunk means a small cache.
   virtual Result<std::unique_ptr<Session>> NewSession(int64_t context_length = 0, int64_t prefill_chunk = 0) = 0;
+
+  // Many sequences sharing every forward pass (continuous batching); see scheduler.h.
+  virtual Result<std::unique_ptr<Scheduler>> NewScheduler(const SchedulerOptions& options) = 0;
 
   // PaliGemma: reads a PNG/JPEG and prepares it as the model's vision tower expects.
   virtual Result<Image> LoadImage(const std::string& path) const = 0;

@@ -19,6 +19,7 @@ enum class StatusCode : uint8_t {
   kCorrupt,          // a file that is truncated or inconsistent
   kUnsupported,      // valid input we do not handle (unknown model_type, dtype)
   kOutOfRange,       // context or cache exhausted
+  kResourceExhausted,  // out of memory, a full queue: retrying later or with less may work
   kInternal,
 };
 
@@ -62,9 +63,16 @@ inline Status Unsupported(std::string m) {
 inline Status OutOfRange(std::string m) {
   return Status(StatusCode::kOutOfRange, std::move(m));
 }
+inline Status ResourceExhausted(std::string m) {
+  return Status(StatusCode::kResourceExhausted, std::move(m));
+}
 inline Status Internal(std::string m) {
   return Status(StatusCode::kInternal, std::move(m));
 }
+
+namespace internal {
+[[noreturn]] void DieOnValueOfError(const Status& status);
+}  // namespace internal
 
 // A value or the Status that explains why there is none.
 template <class T>
@@ -78,15 +86,28 @@ class [[nodiscard]] Result {
     static const Status kOkStatus;
     return ok() ? kOkStatus : std::get<Status>(state_);
   }
-  T& value() & { return std::get<T>(state_); }
-  const T& value() const& { return std::get<T>(state_); }
-  T&& value() && { return std::get<T>(std::move(state_)); }
+  // Dies with the status message when there is no value (a programmer error).
+  T& value() & {
+    CheckHasValue();
+    return std::get<T>(state_);
+  }
+  const T& value() const& {
+    CheckHasValue();
+    return std::get<T>(state_);
+  }
+  T&& value() && {
+    CheckHasValue();
+    return std::get<T>(std::move(state_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
  private:
+  void CheckHasValue() const {
+    if (!ok()) internal::DieOnValueOfError(std::get<Status>(state_));
+  }
   std::variant<T, Status> state_;
 };
 

@@ -2,6 +2,7 @@
 // backend. The generation loop lives here: prefill the prompt in one batched
 // pass, then sample and feed one token at a time through the same state.
 #include "gemmarun/engine.h"
+#include "gemmarun/scheduler.h"
 
 #include <algorithm>
 #include <chrono>
@@ -133,6 +134,10 @@ class EngineImpl final : public Engine {
     GR_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
                         loaded_.model->NewState(context_length > 0 ? context_length : default_context_, prefill_chunk));
     return std::unique_ptr<Session>(std::make_unique<SessionImpl>(this, std::move(state)));
+  }
+
+  Result<std::unique_ptr<Scheduler>> NewScheduler(const SchedulerOptions&) override {
+    return Unsupported("the batch scheduler is not built yet");
   }
 
   Result<Image> LoadImage(const std::string& path) const override;
@@ -310,6 +315,8 @@ const char* StopReasonName(StopReason reason) {
     case StopReason::kMaxTokens: return "max_tokens";
     case StopReason::kEndOfSequence: return "eos";
     case StopReason::kStopToken: return "stop_token";
+    case StopReason::kStopString: return "stop_string";
+    case StopReason::kCancelled: return "cancelled";
     case StopReason::kCallback: return "stopped";
     case StopReason::kContextFull: return "context_full";
   }
