@@ -1,5 +1,8 @@
 #include "ops/ops.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "base/check.h"
 
 namespace gemmarun::ops {
@@ -60,12 +63,81 @@ void Rope(const OpContext& ctx, const TensorView& x, std::span<const float> posi
   ctx.backend->Rope(x, positions, rotary_dim, theta, position_scale);
 }
 
+namespace {
+
+bool IsCacheDType(DType type) {
+  return type == DType::kF32 || type == DType::kF16 || type == DType::kBF16 || type == DType::kQ8_0;
+}
+
+void CheckCache(const KvCacheView& cache, const char* op) {
+  const TensorView& k = cache.k;
+  GR_CHECK(!k.empty() && !cache.v.empty() && k.shape.rank() == 3 && cache.v.shape == k.shape &&
+           cache.v.dtype == k.dtype)
+      << op << ": cache k " << Name(k.dtype) << " " << k.shape.ToString() << " v " << Name(cache.v.dtype) << " "
+      << cache.v.shape.ToString() << ", expected equal [slots, kv_heads, head_dim]";
+  GR_CHECK(IsCacheDType(k.dtype)) << op << ": cache dtype " << Name(k.dtype) << ", expected f32, f16, bf16 or q8_0";
+  GR_CHECK(k.dtype != DType::kQ8_0 || k.shape[2] % 32 == 0)
+      << op << ": a q8_0 cache needs head_dim a multiple of 32, got " << k.shape[2];
+  GR_CHECK(cache.block_size > 0 && k.shape[0] % cache.block_size == 0)
+      << op << ": " << k.shape[0] << " slots are not whole blocks of " << cache.block_size;
+}
+
+}  // namespace
+
 void Attention(const OpContext& ctx, const AttentionArgs& args) {
   CheckF32(args.q, "Attention", "q");
-  GR_CHECK(args.q.shape.rank() == 3 && args.k_cache.shape.rank() == 3 && args.out.shape == args.q.shape);
-  GR_CHECK(args.k_cache.shape == args.v_cache.shape && args.k_cache.shape[0] == args.capacity);
-  GR_CHECK(args.q.shape[2] == args.k_cache.shape[2] && args.q.shape[1] % args.k_cache.shape[1] == 0);
+  CheckF32(args.out, "Attention", "out");
+  CheckCache(args.cache, "Attention");
+  const TensorView& k = args.cache.k;
+  GR_CHECK(args.q.shape.rank() == 3 && args.out.shape == args.q.shape && args.q.shape[2] == k.shape[2] &&
+           args.q.shape[1] % k.shape[1] == 0)
+      << "Attention: q " << args.q.shape.ToString() << " out " << args.out.shape.ToString() << " cache "
+      << k.shape.ToString();
+  GR_CHECK(args.window >= 0 && args.softcap >= 0.0f) << "Attention: window " << args.window << " softcap " << args.softcap;
+  const int64_t num_rows = args.q.shape[0];
+  const int64_t block_size = args.cache.block_size;
+  const int64_t num_blocks = k.shape[0] / block_size;
+  // Every row belongs to exactly one sequence. The marks are reused: no allocation per call.
+  thread_local std::vector<uint8_t> covered;
+  covered.assign(num_rows, 0);
+  for (const AttentionSequence& s : args.sequences) {
+    GR_CHECK(s.num_rows > 0 && s.first_row >= 0 && s.first_row + s.num_rows <= num_rows && s.first_index >= 0 &&
+             s.prefix_end >= 0)
+        << "Attention: sequence rows [" << s.first_row << ", " << s.first_row + s.num_rows << ") of " << num_rows
+        << ", first index " << s.first_index << ", prefix_end " << s.prefix_end;
+    for (int64_t r = s.first_row; r < s.first_row + s.num_rows; ++r) {
+      GR_CHECK(!covered[r]) << "Attention: row " << r << " is in two sequences";
+      covered[r] = 1;
+    }
+    // The keys the rows can see: [lowest, highest], all of which must be mapped.
+    const int64_t last_index = s.first_index + s.num_rows - 1;
+    const int64_t highest = s.first_index < s.prefix_end ? std::max(last_index, s.prefix_end - 1) : last_index;
+    const int64_t lowest = args.window > 0 ? std::max<int64_t>(0, s.first_index - args.window + 1) : 0;
+    GR_CHECK(static_cast<int64_t>(s.block_table.size()) * block_size > highest)
+        << "Attention: a block table of " << s.block_table.size() << " blocks of " << block_size
+        << " does not reach index " << highest;
+    for (int64_t b = lowest / block_size; b <= highest / block_size; ++b) {
+      GR_CHECK(s.block_table[b] >= 0 && s.block_table[b] < num_blocks)
+          << "Attention: logical block " << b << " maps to " << s.block_table[b] << " of " << num_blocks;
+    }
+  }
+  for (int64_t r = 0; r < num_rows; ++r) GR_CHECK(covered[r]) << "Attention: row " << r << " is in no sequence";
   ctx.backend->Attention(args);
+}
+
+void WriteKv(const OpContext& ctx, const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
+             const KvCacheView& cache) {
+  CheckF32(k, "WriteKv", "k");
+  CheckF32(v, "WriteKv", "v");
+  CheckCache(cache, "WriteKv");
+  const int64_t kv_dim = cache.k.shape[1] * cache.k.shape[2];
+  GR_CHECK(v.shape == k.shape && k.shape.rows() == static_cast<int64_t>(slots.size()) && k.shape.cols() == kv_dim)
+      << "WriteKv: k " << k.shape.ToString() << " v " << v.shape.ToString() << " for " << slots.size()
+      << " slots of " << kv_dim << " values";
+  for (int64_t slot : slots) {
+    GR_CHECK(slot >= 0 && slot < cache.k.shape[0]) << "WriteKv: slot " << slot << " of " << cache.k.shape[0];
+  }
+  ctx.backend->WriteKv(k, v, slots, cache);
 }
 
 void GeluMul(const OpContext& ctx, const TensorView& gate, const TensorView& up, const TensorView& out) {

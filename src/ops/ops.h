@@ -29,6 +29,8 @@ void LayerNorm(const OpContext& ctx, const TensorView& x, const TensorView& weig
 void Rope(const OpContext& ctx, const TensorView& x, std::span<const float> positions,
           int rotary_dim, float theta, float position_scale);
 void Attention(const OpContext& ctx, const AttentionArgs& args);
+void WriteKv(const OpContext& ctx, const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
+             const KvCacheView& cache);
 void GeluMul(const OpContext& ctx, const TensorView& gate, const TensorView& up, const TensorView& out);
 void Gelu(const OpContext& ctx, const TensorView& x);
 void Add(const OpContext& ctx, const TensorView& a, const TensorView& b, const TensorView& out);

@@ -72,40 +72,59 @@ std::vector<float> Rope(const TensorView& x, std::span<const float> positions, i
 }
 
 std::vector<float> Attention(const AttentionArgs& args) {
-  const int64_t tokens = args.q.shape[0], heads = args.q.shape[1], head_dim = args.q.shape[2];
-  const int64_t kv_heads = args.k_cache.shape[1];
-  std::vector<float> out(tokens * heads * head_dim, 0.0f);
-  for (int64_t t = 0; t < tokens; ++t) {
-    const int64_t index = args.first_index + t;
-    for (int64_t h = 0; h < heads; ++h) {
-      const int64_t kv = h / (heads / kv_heads);
-      std::vector<double> scores;
-      std::vector<int64_t> keys;
-      for (int64_t j = 0; j < std::max(index + 1, args.prefix_end); ++j) {
-        const bool visible = j <= index || (index < args.prefix_end && j < args.prefix_end);
-        const bool in_window = args.window == 0 || j > index - args.window;
-        if (!visible || !in_window) continue;
-        double s = 0.0;
-        const float* k = args.k_cache.f32() + ((j % args.capacity) * kv_heads + kv) * head_dim;
-        const float* q = args.q.f32() + (t * heads + h) * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) s += static_cast<double>(q[i]) * k[i];
-        s *= args.scale;
-        if (args.softcap > 0) s = args.softcap * std::tanh(s / args.softcap);
-        scores.push_back(s);
-        keys.push_back(j);
-      }
-      const double max_score = *std::max_element(scores.begin(), scores.end());
-      double total = 0.0;
-      for (double& s : scores) total += (s = std::exp(s - max_score));
-      for (size_t n = 0; n < keys.size(); ++n) {
-        const float* v = args.v_cache.f32() + ((keys[n] % args.capacity) * kv_heads + kv) * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) {
-          out[(t * heads + h) * head_dim + i] += static_cast<float>(scores[n] / total * v[i]);
+  const int64_t heads = args.q.shape[1], head_dim = args.q.shape[2];
+  const TensorView& k_cache = args.cache.k;
+  const TensorView& v_cache = args.cache.v;
+  const int64_t kv_heads = k_cache.shape[1];
+  const int64_t block_size = args.cache.block_size;
+  std::vector<float> out(args.q.shape.elements(), 0.0f);
+  std::vector<float> k(head_dim), v(head_dim);
+  for (const AttentionSequence& seq : args.sequences) {
+    auto slot = [&](int64_t j) { return seq.block_table[j / block_size] * block_size + j % block_size; };
+    for (int64_t t = 0; t < seq.num_rows; ++t) {
+      const int64_t row = seq.first_row + t;
+      const int64_t index = seq.first_index + t;
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t kv = h / (heads / kv_heads);
+        const float* q = args.q.f32() + (row * heads + h) * head_dim;
+        std::vector<double> scores;
+        std::vector<int64_t> keys;
+        for (int64_t j = 0; j < std::max(index + 1, seq.prefix_end); ++j) {
+          const bool visible = j <= index || (index < seq.prefix_end && j < seq.prefix_end);
+          const bool in_window = args.window == 0 || j > index - args.window;
+          if (!visible || !in_window) continue;
+          DequantizeRow(k_cache.dtype, k_cache.row(slot(j) * kv_heads + kv), k.data(), head_dim);
+          double s = 0.0;
+          for (int64_t i = 0; i < head_dim; ++i) s += static_cast<double>(q[i]) * k[i];
+          s *= args.scale;
+          if (args.softcap > 0) s = args.softcap * std::tanh(s / args.softcap);
+          scores.push_back(s);
+          keys.push_back(j);
         }
+        const double max_score = *std::max_element(scores.begin(), scores.end());
+        double total = 0.0;
+        for (double& s : scores) total += (s = std::exp(s - max_score));
+        std::vector<double> sum(head_dim, 0.0);
+        for (size_t n = 0; n < keys.size(); ++n) {
+          DequantizeRow(v_cache.dtype, v_cache.row(slot(keys[n]) * kv_heads + kv), v.data(), head_dim);
+          for (int64_t i = 0; i < head_dim; ++i) sum[i] += scores[n] / total * v[i];
+        }
+        for (int64_t i = 0; i < head_dim; ++i) out[(row * heads + h) * head_dim + i] = static_cast<float>(sum[i]);
       }
     }
   }
   return out;
+}
+
+void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots, const KvCacheView& cache) {
+  const int64_t kv_heads = cache.k.shape[1], head_dim = cache.k.shape[2];
+  for (size_t t = 0; t < slots.size(); ++t) {
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const int64_t offset = (static_cast<int64_t>(t) * kv_heads + h) * head_dim;
+      QuantizeRow(cache.k.dtype, k.f32() + offset, cache.k.row(slots[t] * kv_heads + h), head_dim);
+      QuantizeRow(cache.v.dtype, v.f32() + offset, cache.v.row(slots[t] * kv_heads + h), head_dim);
+    }
+  }
 }
 
 std::vector<float> GeluMul(std::span<const float> gate, std::span<const float> up) {

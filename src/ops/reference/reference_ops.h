@@ -16,7 +16,10 @@ std::vector<float> RmsNorm(const TensorView& x, const TensorView& weight, float 
 std::vector<float> LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias, float eps);
 std::vector<float> Rope(const TensorView& x, std::span<const float> positions, int rotary_dim,
                         float theta, float position_scale);
+// The cache is dequantized row by row (any cache dtype); returns out [num_tokens, heads, head_dim].
 std::vector<float> Attention(const AttentionArgs& args);
+// Stores k/v rows into their slots with QuantizeRow (round to nearest even; ggml's q8_0).
+void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots, const KvCacheView& cache);
 std::vector<float> GeluMul(std::span<const float> gate, std::span<const float> up);
 std::vector<float> SoftCap(std::span<const float> x, float cap);
 
