@@ -119,40 +119,6 @@ TEST_P(OpsTest, RopeMatchesReferenceIncludingPartialAndScaled) {
   }
 }
 
-TEST_P(OpsTest, AttentionMatchesReferenceForWindowsRingsPrefixAndSoftcap) {
-  struct Case {
-    int tokens, first, capacity, window, prefix_end, heads, kv_heads;
-    float softcap;
-  };
-  const Case cases[] = {
-      {5, 0, 5, 0, 0, 4, 1, 0.0f},     // causal prefill, MQA
-      {1, 9, 10, 0, 0, 4, 2, 0.0f},    // one decode step, GQA
-      {6, 0, 6, 3, 0, 2, 2, 5.0f},     // sliding window + soft-cap
-      {2, 12, 5, 4, 0, 2, 1, 0.0f},    // ring buffer: indices 8..13 in 5 slots... window 4
-      {7, 0, 7, 0, 7, 2, 1, 0.0f},     // bidirectional prefix
-  };
-  const int head_dim = 8;
-  for (const Case& c : cases) {
-    std::vector<float> q = RandomFloats(c.tokens * c.heads * head_dim, 10);
-    std::vector<float> k = RandomFloats(c.capacity * c.kv_heads * head_dim, 11);
-    std::vector<float> v = RandomFloats(c.capacity * c.kv_heads * head_dim, 12);
-    std::vector<float> out(q.size());
-    AttentionArgs args;
-    args.q = View(q, Shape{c.tokens, c.heads, head_dim});
-    args.k_cache = View(k, Shape{c.capacity, c.kv_heads, head_dim});
-    args.v_cache = View(v, Shape{c.capacity, c.kv_heads, head_dim});
-    args.out = View(out, Shape{c.tokens, c.heads, head_dim});
-    args.first_index = c.first;
-    args.capacity = c.capacity;
-    args.window = c.window;
-    args.prefix_end = c.prefix_end;
-    args.scale = 0.35f;
-    args.softcap = c.softcap;
-    ops::Attention(ctx_, args);
-    ExpectNear(out, reference::Attention(args), 1e-5);
-  }
-}
-
 TEST_P(OpsTest, GeluMulAndSoftCapMatchReference) {
   std::vector<float> gate = RandomFloats(257, 13, 3.0f), up = RandomFloats(257, 14), out(257);
   ops::GeluMul(ctx_, View(gate, Shape{1, 257}), View(up, Shape{1, 257}), View(out, Shape{1, 257}));

@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul.h"
 #include "base/check.h"
@@ -98,57 +99,11 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void Attention(const AttentionArgs& args) override {
-    const int64_t num_tokens = args.q.shape[0];
-    const int64_t num_heads = args.q.shape[1];
-    const int64_t head_dim = args.q.shape[2];
-    const int64_t num_kv_heads = args.k_cache.shape[1];
-    const int64_t group = num_heads / num_kv_heads;
-    // A query sees at most `capacity` keys (the ring holds every visible one), so
-    // windowed layers keep a window-sized score buffer however long the sequence.
-    const size_t max_keys = static_cast<size_t>(std::min(args.first_index + num_tokens, args.capacity));
-    pool_.ParallelFor(num_tokens * num_heads, 1, [&](size_t begin, size_t end, int thread) {
-      std::vector<float>& scores = Scratch(thread, max_keys);
-      for (size_t item = begin; item < end; ++item) {
-        const int64_t t = item / num_heads;
-        const int64_t h = item % num_heads;
-        const int64_t kv = h / group;
-        const int64_t index = args.first_index + t;
-        // Visible keys: causal (or up to the end of a bidirectional prefix), limited to the window.
-        const int64_t last = index < args.prefix_end ? args.prefix_end - 1 : index;
-        const int64_t first = args.window > 0 ? std::max<int64_t>(0, index - args.window + 1) : 0;
-        GR_DCHECK(last - first < args.capacity) << "attention span exceeds the cache";
-        const float* q = args.q.f32() + (t * num_heads + h) * head_dim;
-        // Keys first..last live in slots j % capacity: one run, or two where the ring wraps.
-        const size_t stride = num_kv_heads * head_dim;
-        const int64_t count = last - first + 1;
-        const int64_t slot = first % args.capacity;
-        const int64_t first_run = std::min(count, args.capacity - slot);
-        auto for_each_run = [&](auto&& f) {  // f(first key offset, slot, length)
-          f(int64_t{0}, slot, first_run);
-          if (first_run < count) f(first_run, int64_t{0}, count - first_run);
-        };
-        for_each_run([&](int64_t offset, int64_t s, int64_t n) {
-          cpu::DotsF32(q, args.k_cache.f32() + (s * num_kv_heads + kv) * head_dim, stride, n, head_dim,
-                       scores.data() + offset);
-        });
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < count; ++j) {
-          float s = scores[j] * args.scale;
-          if (args.softcap > 0.0f) s = args.softcap * std::tanh(s / args.softcap);
-          scores[j] = s;
-          max_score = std::max(max_score, s);
-        }
-        const float inv_total = 1.0f / cpu::ExpShiftSum(scores.data(), count, max_score);
-        for (int64_t j = 0; j < count; ++j) scores[j] *= inv_total;
-        float* o = args.out.f32() + (t * num_heads + h) * head_dim;
-        std::fill(o, o + head_dim, 0.0f);
-        for_each_run([&](int64_t offset, int64_t s, int64_t n) {
-          cpu::WeightedSumF32(scores.data() + offset, args.v_cache.f32() + (s * num_kv_heads + kv) * head_dim, stride,
-                              n, head_dim, o);
-        });
-      }
-    });
+  void Attention(const AttentionArgs& args) override { cpu::Attention(pool_, attention_workspace_, args); }
+
+  void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
+               const KvCacheView& cache) override {
+    cpu::WriteKv(pool_, k, v, slots, cache);
   }
 
   void GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) override {
@@ -289,6 +244,7 @@ class CpuBackend final : public Backend {
   MatMulPrecision precision_;
   std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(pool_.num_threads());
   cpu::MatMulWorkspace matmul_workspace_{pool_.num_threads()};
+  cpu::AttentionWorkspace attention_workspace_{pool_.num_threads()};
 };
 
 }  // namespace
