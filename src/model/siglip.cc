@@ -50,16 +50,20 @@ void EncoderLayer(const ops::OpContext& ctx, const VisionConfig& c, const Vision
   ops::MatMul(ctx, normed, w.k_proj.view(), w.k_bias.view(), k);
   ops::MatMul(ctx, normed, w.v_proj.view(), w.v_bias.view(), v);
   // Full bidirectional attention over the patches: the K/V of all patches are a
-  // "cache" of exactly n slots, and one prefix spanning them lets every query see
-  // every key. No RoPE: positions were added to the patch embeddings.
+  // cache of one block of n slots, and one prefix spanning them lets every query
+  // see every key. No RoPE: positions were added to the patch embeddings.
+  const int32_t block_table[] = {0};
+  AttentionSequence sequence;
+  sequence.num_rows = n;
+  sequence.prefix_end = n;
+  sequence.block_table = block_table;
   AttentionArgs args;
   args.q = TensorView{q.data, DType::kF32, heads};
-  args.k_cache = TensorView{k.data, DType::kF32, heads};
-  args.v_cache = TensorView{v.data, DType::kF32, heads};
   args.out = TensorView{attn.data, DType::kF32, heads};
-  args.first_index = 0;
-  args.capacity = n;
-  args.prefix_end = n;
+  args.cache.k = TensorView{k.data, DType::kF32, heads};
+  args.cache.v = TensorView{v.data, DType::kF32, heads};
+  args.cache.block_size = n;
+  args.sequences = std::span<const AttentionSequence>(&sequence, 1);
   args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   ops::Attention(ctx, args);
   ops::MatMul(ctx, attn, w.o_proj.view(), w.o_bias.view(), branch);

@@ -176,6 +176,10 @@ class RoundingBackend final : public Backend {
     inner_->Rope(x, positions, rotary_dim, theta, position_scale);
   }
   void Attention(const AttentionArgs& args) override { inner_->Attention(args); }
+  void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
+               const KvCacheView& cache) override {
+    inner_->WriteKv(k, v, slots, cache);
+  }
   void GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) override {
     inner_->GeluMul(gate, up, out);
   }
