@@ -27,6 +27,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "gemmarun/scheduler.h"
 
 namespace gemmarun::cli {
 namespace {
@@ -42,6 +43,7 @@ struct BenchFlags {
   int bandwidth_mib = 1024;
   bool bandwidth_only = false;
   bool json = false;
+  std::vector<int> batches;  // --batch: aggregate speed of B sequences decoding together
 };
 
 struct Stats {
@@ -204,6 +206,111 @@ int RunBandwidthOnly(const BenchFlags& flags) {
   return 0;
 }
 
+// --batch B1,B2,...: for each B, B sequences of -p random prompt tokens are
+// prefilled in one pass and then decode -n tokens each, B tokens per forward
+// pass, as llama.cpp's llama-batched-bench measures (S_PP and S_TG). Prefill
+// tokens/s counts every sequence's prompt; decode tokens/s every sequence's
+// tokens, all sequences together.
+struct BatchRun {
+  int batch = 0;
+  Stats prefill_tps, decode_tps;
+};
+
+Result<BatchRun> MeasureBatch(Engine& engine, const BenchFlags& flags, int batch,
+                              const std::function<int32_t()>& random_id) {
+  SchedulerOptions options;
+  options.max_sequences = batch;
+  options.token_budget = std::max<int64_t>(batch, std::min<int64_t>(int64_t{batch} * std::max(1, flags.prompt_tokens), 8192));
+  options.context_length = flags.prompt_tokens + flags.gen_tokens + 2;
+  options.prefix_cache = false;
+  GR_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, engine.NewScheduler(options));
+  BatchRun run;
+  run.batch = batch;
+  const int prompt_tokens = std::max(1, flags.prompt_tokens);
+  for (int rep = 0; rep <= flags.reps; ++rep) {  // rep 0 warms up
+    int first_tokens = 0, finished = 0;
+    Status failure;
+    for (int b = 0; b < batch; ++b) {
+      Request request;
+      for (int t = 0; t < prompt_tokens; ++t) request.prompt.push_back(random_id());
+      request.options.max_new_tokens = flags.gen_tokens + 1;
+      request.options.stop_at_eos = false;
+      int seen = 0;
+      request.options.on_token = [&first_tokens, seen](int32_t, const std::string&) mutable {
+        if (seen++ == 0) ++first_tokens;
+        return true;
+      };
+      request.on_finish = [&](RequestId, const Result<GenerateResult>& result) {
+        ++finished;
+        if (!result.ok()) failure = result.status();
+      };
+      GR_RETURN_IF_ERROR(scheduler->Submit(std::move(request)).status());
+    }
+    const auto start = Clock::now();
+    Clock::time_point prefilled{};
+    while (finished < batch) {
+      GR_ASSIGN_OR_RETURN(bool more, scheduler->Step());
+      if (first_tokens == batch && prefilled == Clock::time_point{}) prefilled = Clock::now();
+      if (!more) break;
+    }
+    GR_RETURN_IF_ERROR(failure);
+    if (rep == 0) continue;
+    const double prefill_seconds = std::chrono::duration<double>(prefilled - start).count();
+    const double decode_seconds = SecondsSince(prefilled);
+    if (flags.prompt_tokens > 0) run.prefill_tps.values.push_back(double(batch) * prompt_tokens / prefill_seconds);
+    if (flags.gen_tokens > 0) run.decode_tps.values.push_back(double(batch) * flags.gen_tokens / decode_seconds);
+  }
+  return run;
+}
+
+int RunBatches(const BenchFlags& flags, Engine& engine, const std::function<int32_t()>& random_id,
+               double load_seconds) {
+  const ModelInfo& info = engine.info();
+  std::vector<BatchRun> runs;
+  ProgressBar bar("bench --batch");
+  for (size_t i = 0; i < flags.batches.size(); ++i) {
+    auto run = MeasureBatch(engine, flags, flags.batches[i], random_id);
+    if (!run.ok()) return Fail(run.status());
+    runs.push_back(std::move(*run));
+    bar.Update(i + 1, flags.batches.size());
+  }
+  bar.Finish();
+  const double one = runs.front().batch == 1 ? runs.front().decode_tps.mean() : 0.0;
+  if (flags.json) {
+    nlohmann::json out;
+    out["model"] = info.source;
+    out["family"] = info.family;
+    out["backend"] = info.backend;
+    out["weight_bytes"] = info.weight_bytes;
+    out["load_seconds"] = load_seconds;
+    out["prompt_tokens"] = flags.prompt_tokens;
+    out["gen_tokens"] = flags.gen_tokens;
+    out["reps"] = flags.reps;
+    out["peak_rss_bytes"] = PeakRssBytes();
+    out["batches"] = nlohmann::json::array();
+    for (const BatchRun& run : runs) {
+      out["batches"].push_back({{"batch", run.batch},
+                                {"decode_tokens_per_second", run.decode_tps.mean()},
+                                {"decode", run.decode_tps.Json()},
+                                {"prefill_tokens_per_second", run.prefill_tps.mean()},
+                                {"prefill", run.prefill_tps.Json()}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model   %s (%s, %.2f GB of weights)\nbackend %s; -p %d, -n %d per sequence, %d reps\n\n",
+              info.source.c_str(), info.family.c_str(), info.weight_bytes / 1e9, info.backend.c_str(),
+              flags.prompt_tokens, flags.gen_tokens, flags.reps);
+  std::printf("| batch |  prefill tokens/s (all) |   decode tokens/s (all) | x batch 1 |\n");
+  std::printf("| ----: | ----------------------: | ----------------------: | --------: |\n");
+  for (const BatchRun& run : runs) {
+    std::printf("| %5d | %s | %s | %9.2f |\n", run.batch, Format(run.prefill_tps, 1, 23).c_str(),
+                Format(run.decode_tps, 1, 23).c_str(), one > 0 ? run.decode_tps.mean() / one : 0.0);
+  }
+  std::printf("\npeak RSS %.2f GiB\n", PeakRssBytes() / 1073741824.0);
+  return 0;
+}
+
 int Run(const BenchFlags& flags) {
   if (flags.reps < 1) return Fail("--reps must be at least 1");
   if (flags.bandwidth_only) return RunBandwidthOnly(flags);
@@ -243,6 +350,7 @@ int Run(const BenchFlags& flags) {
     while (id == image_token) id = uniform(rng);
     return id;
   };
+  if (!flags.batches.empty()) return RunBatches(flags, *engine, random_id, load_seconds);
   std::vector<int32_t> prompt(flags.prompt_tokens);
   for (int32_t& id : prompt) id = random_id();
   const int32_t first_token = random_id();
@@ -401,6 +509,11 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
   app->add_flag("--bandwidth-only", flags->bandwidth_only,
                 "measure only the memory read bandwidth, --reps times (no model)");
   app->add_flag("--json", flags->json, "print one JSON object");
+  app->add_option("--batch", flags->batches,
+                  "aggregate speed of B sequences together, e.g. 1,2,4,8,16 (B prompts of -p tokens in one pass, "
+                  "then B tokens per decode pass)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
   app->footer(
       "Prompts are random token ids (no tokenizer needed); decoding is greedy and never stops early.\n"
       "Decode GB/s = weight bytes x tokens/s: every weight is read once per token. The bandwidth\n"
@@ -409,6 +522,7 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
       "  gemmarun bench -m ./gemma-2b -p 512 -n 128 -t 2\n"
       "  gemmarun bench -m model.gguf --dtype q8_0 --reps 3 --json\n"
       "  gemmarun bench -m model-bf16.gguf --matmul-precision bf16   (llama.cpp's bf16 arithmetic)\n"
+      "  gemmarun bench -m model.gguf --batch 1,2,4,8,16 -p 128 -n 64   (like llama-batched-bench)\n"
       "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }

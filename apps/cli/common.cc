@@ -40,7 +40,8 @@ void ProgressBar::Finish() {
 }
 
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
-                                           const std::string& weight_dtype, const std::string& matmul_precision) {
+                                           const std::string& weight_dtype, const std::string& matmul_precision,
+                                           const std::string& cache_type) {
   if (!matmul_precision.empty() && matmul_precision != "f32" && matmul_precision != "bf16") {
     return InvalidArgument("--matmul-precision '" + matmul_precision + "' is not one of f32, bf16");
   }
@@ -50,6 +51,7 @@ Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads,
   options.context_length = context;
   options.weight_dtype = weight_dtype;
   options.matmul_precision = matmul_precision;
+  options.cache_type = cache_type;
   options.progress = [&](const char*, size_t done, size_t total) { bar.Update(done, total); };
   auto engine = Engine::Load(path, options);
   bar.Finish();
@@ -106,10 +108,13 @@ void ModelFlags::Add(CLI::App* app, bool model_required) {
   app->add_option("--dtype", dtype, "convert weight matrices at load: f32, bf16, f16, q8_0, q4_0")
       ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0", "q4_0"}));
   AddMatMulPrecisionFlag(app, &matmul_precision);
+  app->add_option("--cache-type", cache_type,
+                  "KV cache entries: f16 (default; half the memory and attention reads of f32), f32, bf16, q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
 }
 
 Result<std::unique_ptr<Engine>> ModelFlags::Load() const {
-  return LoadEngine(model, threads, context, dtype, matmul_precision);
+  return LoadEngine(model, threads, context, dtype, matmul_precision, cache_type);
 }
 
 }  // namespace gemmarun::cli

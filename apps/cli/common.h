@@ -36,7 +36,8 @@ class ProgressBar {
 // an InvalidArgument naming the flag.
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
                                            const std::string& weight_dtype = "",
-                                           const std::string& matmul_precision = "");
+                                           const std::string& matmul_precision = "",
+                                           const std::string& cache_type = "");
 
 // The figures every generating command reports with --json: token counts,
 // prefill/decode seconds and tokens/s, and the stop reason.
@@ -59,6 +60,7 @@ struct ModelFlags {
   int64_t context = 0;
   std::string dtype;             // --dtype: convert matrices at load
   std::string matmul_precision;  // --matmul-precision: bf16 (default) or f32 (exact)
+  std::string cache_type;        // --cache-type: f16 (default), f32, bf16, q8_0
   Result<std::unique_ptr<Engine>> Load() const;
   void Add(CLI::App* app, bool model_required = true);
 };

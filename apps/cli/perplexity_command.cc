@@ -78,7 +78,7 @@ int Run(const PerplexityFlags& flags) {
   if (!input.ok()) return Fail(input.status());
   if (flags.window < 2) return Fail("-c/--ctx-size must be at least 2 for perplexity");
   auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.window, /*weight_dtype=*/"",
-                           flags.model.matmul_precision);
+                           flags.model.matmul_precision, flags.model.cache_type);
   if (!engine.ok()) return Fail(engine.status());
   auto ids = flags.ids_file.empty() ? (*engine)->Tokenize(*input, /*add_bos=*/false)
                                     : ParseIds(source, *input, (*engine)->info().vocab_size);

@@ -7,16 +7,25 @@ TensorView Rows(Tensor& t, int64_t rows, int64_t cols) {
   return TensorView{t.data(), DType::kF32, Shape{rows, cols}};
 }
 
+TensorView Fit(const Tensor& t, int64_t rows, int64_t cols) {
+  GR_CHECK(t.shape().elements() >= rows * cols) << "workspace buffer " << t.shape().ToString() << " holds no ["
+                                                << rows << ", " << cols << "]";
+  return TensorView{const_cast<uint8_t*>(t.data()), DType::kF32, Shape{rows, cols}};
+}
+
+TensorView RowRange(const TensorView& t, int64_t begin, int64_t count) {
+  return TensorView{t.row(begin), t.dtype, Shape{count, t.shape.cols()}};
+}
+
 void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& c, const LayerConfig& layer,
                     const AttentionWeights& w, const TensorView& normed, std::span<const float> positions,
-                    int64_t first_index, int64_t prefix_end, LayerKvCache& cache, AttentionScratch& s,
-                    const TensorView& out) {
+                    const KvBatch& kv, const AttentionScratch& s, const TensorView& out) {
   const int64_t num_tokens = normed.shape.rows();
   const int64_t q_dim = int64_t{c.num_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_kv_heads} * c.head_dim;
-  const TensorView q = Rows(s.q, num_tokens, q_dim);
-  const TensorView k = Rows(s.k, num_tokens, kv_dim);
-  const TensorView v = Rows(s.v, num_tokens, kv_dim);
+  const TensorView q = Fit(s.q, num_tokens, q_dim);
+  const TensorView k = Fit(s.k, num_tokens, kv_dim);
+  const TensorView v = Fit(s.v, num_tokens, kv_dim);
   ops::MatMul(ctx, normed, w.q_proj.view(), q);
   ops::MatMul(ctx, normed, w.k_proj.view(), k);
   ops::MatMul(ctx, normed, w.v_proj.view(), v);
@@ -30,36 +39,26 @@ void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& c, const Layer
   }
   ops::Rope(ctx, q_heads, positions, c.rotary_dim, layer.rope_theta, layer.rope_position_scale);
   ops::Rope(ctx, k_heads, positions, c.rotary_dim, layer.rope_theta, layer.rope_position_scale);
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    const int64_t slot = (first_index + t) % cache.capacity;
-    const Shape row{1, kv_dim};
-    ops::CopyRows(ctx, TensorView{k.row(t), DType::kF32, row},
-                  TensorView{cache.k.data() + slot * kv_dim * sizeof(float), DType::kF32, row});
-    ops::CopyRows(ctx, TensorView{v.row(t), DType::kF32, row},
-                  TensorView{cache.v.data() + slot * kv_dim * sizeof(float), DType::kF32, row});
-  }
-  const TensorView attn_out = Rows(s.out, num_tokens, q_dim);
+  ops::WriteKv(ctx, k, v, kv.slots, kv.cache);
+  const TensorView attn_out = Fit(s.out, num_tokens, q_dim);
   AttentionArgs args;
   args.q = q_heads;
-  args.k_cache = cache.k.view();
-  args.v_cache = cache.v.view();
   args.out = TensorView{attn_out.data, DType::kF32, q_heads.shape};
-  args.first_index = first_index;
-  args.capacity = cache.capacity;
+  args.cache = kv.cache;
+  args.sequences = kv.sequences;
   args.window = layer.attention_window;
-  args.prefix_end = prefix_end;
   args.scale = c.query_scale;
   args.softcap = layer.attn_softcap;
   ops::Attention(ctx, args);
   ops::MatMul(ctx, attn_out, w.o_proj.view(), w.o_proj_bias.view(), out);
 }
 
-void GatedMlp(const ops::OpContext& ctx, const MlpWeights& w, const TensorView& x, MlpScratch& s,
+void GatedMlp(const ops::OpContext& ctx, const MlpWeights& w, const TensorView& x, const MlpScratch& s,
               const TensorView& out) {
   const int64_t num_tokens = x.shape.rows();
   const int64_t hidden = w.gate_proj.shape()[0];
-  const TensorView gate = Rows(s.gate, num_tokens, hidden);
-  const TensorView up = Rows(s.up, num_tokens, hidden);
+  const TensorView gate = Fit(s.gate, num_tokens, hidden);
+  const TensorView up = Fit(s.up, num_tokens, hidden);
   ops::MatMul(ctx, x, w.gate_proj.view(), w.gate_bias.view(), gate);
   ops::MatMul(ctx, x, w.up_proj.view(), w.up_bias.view(), up);
   ops::GeluMul(ctx, gate, up, gate);
@@ -67,8 +66,8 @@ void GatedMlp(const ops::OpContext& ctx, const MlpWeights& w, const TensorView& 
 }
 
 void LmHead(const ops::OpContext& ctx, const ModelConfig& c, const ModelWeights& weights, const TensorView& x,
-            Tensor& normed_buffer, const TensorView& logits) {
-  const TensorView normed = Rows(normed_buffer, x.shape.rows(), c.model_dim);
+            const Tensor& normed_buffer, const TensorView& logits) {
+  const TensorView normed = Fit(normed_buffer, x.shape.rows(), c.model_dim);
   ops::RmsNorm(ctx, x, weights.final_norm.view(), c.rms_norm_eps, normed);
   ops::MatMul(ctx, normed, weights.embedding.view(), logits);
   if (c.final_softcap > 0.0f) ops::SoftCap(ctx, logits, c.final_softcap);

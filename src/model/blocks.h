@@ -12,9 +12,13 @@
 
 namespace gemmarun {
 
-// A [rows, cols] f32 view of t, growing t first if it is too small (never in the
-// steady decode loop, whose sizes were all seen at the first step).
+// A [rows, cols] f32 view of t, growing t first if it is too small (for buffers
+// sized on first use, like the vision tower's; workspaces use Fit).
 TensorView Rows(Tensor& t, int64_t rows, int64_t cols);
+// A [rows, cols] f32 view of a buffer already large enough (a workspace's).
+TensorView Fit(const Tensor& t, int64_t rows, int64_t cols);
+// Rows [begin, begin + count) of a [rows, cols] view.
+TensorView RowRange(const TensorView& t, int64_t begin, int64_t count);
 
 struct AttentionScratch {
   Tensor q;    // [num_tokens, num_heads * head_dim]
@@ -23,13 +27,20 @@ struct AttentionScratch {
   Tensor out;  // [num_tokens, num_heads * head_dim]
 };
 
-// Self-attention of `normed` [num_tokens, model_dim] whose first row is sequence
-// index first_index; writes the o_proj output to `out` [num_tokens, model_dim].
-// The new keys and values are stored in `cache` before the queries attend.
+// Where a batch's rows go in one KV group: row t's keys to slots[t], and each
+// sequence's queries against its own blocks.
+struct KvBatch {
+  KvCacheView cache;
+  std::span<const int64_t> slots;
+  std::span<const AttentionSequence> sequences;
+};
+
+// Self-attention of `normed` [num_tokens, model_dim] (rows of many sequences);
+// writes the o_proj output to `out` [num_tokens, model_dim]. The new keys and
+// values are stored in the cache before the queries attend.
 void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& config, const LayerConfig& layer,
                     const AttentionWeights& w, const TensorView& normed, std::span<const float> positions,
-                    int64_t first_index, int64_t prefix_end, LayerKvCache& cache, AttentionScratch& scratch,
-                    const TensorView& out);
+                    const KvBatch& kv, const AttentionScratch& scratch, const TensorView& out);
 
 struct MlpScratch {
   Tensor gate;  // [num_tokens, ff_hidden_dim]
@@ -37,11 +48,11 @@ struct MlpScratch {
 };
 
 // out = down(gelu_tanh(gate(x)) * up(x)) (+ biases where the weights have them).
-void GatedMlp(const ops::OpContext& ctx, const MlpWeights& w, const TensorView& x, MlpScratch& scratch,
+void GatedMlp(const ops::OpContext& ctx, const MlpWeights& w, const TensorView& x, const MlpScratch& scratch,
               const TensorView& out);
 
 // logits [rows, vocab] = final_norm(x [rows, model_dim]) @ embedding^T, soft-capped if configured.
 void LmHead(const ops::OpContext& ctx, const ModelConfig& config, const ModelWeights& weights,
-            const TensorView& x, Tensor& normed_buffer, const TensorView& logits);
+            const TensorView& x, const Tensor& normed_buffer, const TensorView& logits);
 
 }  // namespace gemmarun

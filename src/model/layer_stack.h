@@ -1,7 +1,8 @@
 // What the Gemma decoder (Gemma 1/2/3, PaliGemma's text model) and RecurrentGemma
-// share around their layers: config, weights and backend, the split of a long
-// input into chunks, the embedding at a chunk's start, the LM head at its end,
-// and the residual-stream activations. The layers are each model's own.
+// share around their layers: config, weights and backend, the batched forward
+// pass (embedding of every chunk's tokens, the per-group slot and attention
+// lists, the LM head over the rows that want logits) and the workspace of
+// residual-stream activations. The layers are each model's own.
 #pragma once
 
 #include <span>
@@ -12,45 +13,70 @@
 
 namespace gemmarun {
 
+class StackWorkspace final : public Workspace {
+ public:
+  Tensor x;        // [max_tokens, model_dim] residual stream
+  Tensor normed;   // [max_tokens, model_dim]
+  Tensor branch;   // [max_tokens, model_dim] attention / recurrent / MLP output
+  Tensor lm_rows;  // [max_logit_rows, model_dim] rows gathered for the LM head
+  Tensor logits;   // [max_logit_rows, vocab_size]
+  AttentionScratch attention;
+  MlpScratch mlp;
+  struct Recurrent {  // RecurrentGemma, each [max_tokens, lru_width]
+    Tensor y;       // gelu(linear_y(x))
+    Tensor u;       // linear_x(x), the Conv1D input
+    Tensor conv;    // Conv1D output, then the RG-LRU output, then that times y
+    Tensor gate_x;  // input gate pre-activation
+    Tensor gate_a;  // recurrent gate pre-activation
+  } recurrent;
+  std::vector<int32_t> ids;        // every chunk's tokens, in order
+  std::vector<float> positions;    // their RoPE positions
+  std::vector<int64_t> chunk_rows; // first row of each chunk
+  std::vector<std::vector<int64_t>> slots;                // per KV group: row -> cache slot
+  std::vector<std::vector<AttentionSequence>> sequences;  // per KV group: one per chunk
+
+ private:
+  friend class LayerStackModel;
+};
+
+// One forward pass as the layers see it.
+struct StackBatch {
+  std::span<const SequenceChunk> chunks;
+  std::span<const int64_t> chunk_rows;  // first row of each chunk in x
+  int64_t num_tokens = 0;
+  KvPool* pool = nullptr;
+  StackWorkspace* ws = nullptr;
+};
+
 class LayerStackModel : public Model {
  public:
   LayerStackModel(ModelConfig config, ModelWeights weights, Backend* backend);
 
   const ModelConfig& config() const override { return config_; }
   const ModelWeights& weights() const override { return weights_; }
-
-  // Tokens per forward pass over which a long input is split (bounds activation memory).
-  static constexpr int64_t kMaxChunk = 256;
+  Result<std::unique_ptr<Workspace>> NewWorkspace(int64_t max_tokens, int64_t max_logit_rows) const override;
+  Result<TensorView> Forward(std::span<const SequenceChunk> chunks, KvPool& pool,
+                             Workspace& workspace) const override;
 
  protected:
-  // For NewState: OutOfRange unless 1 <= max_tokens <= max_seq_len.
-  Status CheckContextLength(int64_t max_tokens) const;
-  static void SetMaxTokens(SequenceState& state, int64_t max_tokens) { state.max_tokens_ = max_tokens; }
-  // The chunk a state is sized for: max_chunk capped at kMaxChunk (0: kMaxChunk).
-  static int64_t ChunkLength(int64_t max_chunk);
+  virtual Status CheckFamilyBatch(std::span<const SequenceChunk> chunks) const { return Status::Ok(); }
+  // One layer over every row of the batch; x [num_tokens, model_dim] in place.
+  virtual void Layer(int layer, const TensorView& x, const StackBatch& batch) const = 0;
 
-  // Feeds input to ForwardChunk `chunk` tokens at a time; returns the logits of
-  // its last token, or of every token with input.all_logits.
-  TensorView ForwardInChunks(const ForwardInput& input, SequenceState& state, int64_t chunk);
-  // Tokens [begin, end) of input; logits (if given) for the chunk's last rows.
-  virtual void ForwardChunk(const ForwardInput& input, int64_t begin, int64_t end, SequenceState& state,
-                            const TensorView* logits) = 0;
-  // [rows, vocab_size] of the logits buffer.
-  TensorView LogitRows(int64_t rows);
-  // The residual stream of a chunk: the tokens' scaled embeddings; positions
-  // first_position, first_position + 1, ... for RoPE.
-  TensorView EmbedChunk(std::span<const int32_t> tokens, int64_t first_position);
+  // The cache of `layer` and where this batch's rows go in it.
+  KvBatch KvFor(int layer, const StackBatch& batch) const;
+
   // One residual layer as Gemma 1/2/3 and Griffin share it:
   //   x += post_attn_norm(mix(pre_attn_norm(x)));  x += post_ffw_norm(mlp(pre_ffw_norm(x))),
   // the post-norms only where lc.post_norms (Gemma 2/3). mix(normed, out) is
   // the layer's temporal mixing: attention, or Griffin's recurrent block.
   template <class Mix>
-  void ResidualLayer(int layer, const TensorView& x, Mix&& mix) {
+  void ResidualLayer(int layer, const TensorView& x, const StackWorkspace& ws, Mix&& mix) const {
     const LayerConfig& lc = config_.layers[layer];
     const LayerWeights& w = weights_.layers[layer];
     const int64_t num_tokens = x.shape.rows();
-    const TensorView normed = Rows(act_.normed, num_tokens, config_.model_dim);
-    const TensorView branch = Rows(act_.branch, num_tokens, config_.model_dim);
+    const TensorView normed = Fit(ws.normed, num_tokens, config_.model_dim);
+    const TensorView branch = Fit(ws.branch, num_tokens, config_.model_dim);
 
     ops::RmsNorm(ctx_, x, w.pre_attn_norm.view(), config_.rms_norm_eps, normed);
     mix(normed, branch);
@@ -58,27 +84,20 @@ class LayerStackModel : public Model {
     ops::Add(ctx_, x, branch, x);
 
     ops::RmsNorm(ctx_, x, w.pre_ffw_norm.view(), config_.rms_norm_eps, normed);
-    GatedMlp(ctx_, w.mlp, normed, act_.mlp, branch);  // Griffin's has biases
+    GatedMlp(ctx_, w.mlp, normed, ws.mlp, branch);  // Griffin's has biases
     if (lc.post_norms) ops::RmsNorm(ctx_, branch, w.post_ffw_norm.view(), config_.rms_norm_eps, branch);
     ops::Add(ctx_, x, branch, x);
   }
-  // After the layers: the chunk joins the sequence, and logits (if given) get
-  // the LM head of x's last logits->rows() rows.
-  void FinishChunk(const TensorView& x, SequenceState& state, const TensorView* logits);
 
   ModelConfig config_;
   ModelWeights weights_;
   ops::OpContext ctx_;
 
-  struct Activations {
-    Tensor x;       // [num_tokens, model_dim] residual stream
-    Tensor normed;  // [num_tokens, model_dim]
-    Tensor branch;  // [num_tokens, model_dim] attention / recurrent / MLP output
-    Tensor logits;  // [rows, vocab_size]
-    std::vector<float> positions;  // [num_tokens] RoPE positions
-    AttentionScratch attention;
-    MlpScratch mlp;
-  } act_;
+ private:
+  // Fills the workspace's ids, positions, chunk rows, slots and sequence lists.
+  void PlanBatch(std::span<const SequenceChunk> chunks, const KvPool& pool, StackWorkspace& ws) const;
+  // The LM head over the rows the chunks asked logits for.
+  TensorView Logits(std::span<const SequenceChunk> chunks, const TensorView& x, StackWorkspace& ws) const;
 };
 
 }  // namespace gemmarun

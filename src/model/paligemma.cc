@@ -1,6 +1,6 @@
 // PaliGemma: the SigLIP tower + projector (siglip.cc) in front of the shared Gemma
 // decoder. Everything PaliGemma-specific on the text side is already a decoder
-// feature driven by the config and the ForwardInput: image rows replace the
+// feature driven by the config and the SequenceChunk: image rows replace the
 // embeddings of image tokens unscaled, the image + prompt prefix attends
 // bidirectionally (prefix-LM), and RoPE positions start at 1.
 // ref: architectures.md §6; HF modeling_paligemma.py.
@@ -16,22 +16,22 @@ class PaliGemmaModel final : public Decoder {
 
   // Once per image: the tower's cost does not depend on the prompt, and the
   // features are consumed by the prefix pass that follows.
-  Result<Tensor> EncodeImage(const TensorView& pixels) override {
+  // Its activations are allocated per image: the tower runs once per request,
+  // outside the decode loop, and the model stays const for concurrent callers.
+  Result<Tensor> EncodeImage(const TensorView& pixels) const override {
     const VisionConfig& v = config_.vision;
     GR_RETURN_IF_ERROR(CheckPixels(v, pixels));
-    const TensorView vision_out = Rows(vision_out_, v.num_patches(), v.model_dim);
-    SiglipTower(ctx_, v, weights_.vision, pixels, vision_act_, vision_out);
+    VisionActivations vision_act;
+    Tensor vision_out_buffer;
+    const TensorView vision_out = Rows(vision_out_buffer, v.num_patches(), v.model_dim);
+    SiglipTower(ctx_, v, weights_.vision, pixels, vision_act, vision_out);
     Tensor features;
     if (!Tensor::TryCreate(DType::kF32, Shape{config_.num_image_tokens, config_.model_dim}, &features)) {
-      return Internal("out of memory for the image features");
+      return ResourceExhausted("out of memory for the image features");
     }
     ProjectImage(ctx_, weights_.vision, vision_out, features.view());
     return features;
   }
-
- private:
-  VisionActivations vision_act_;
-  Tensor vision_out_;  // [num_patches, vision_dim] after the post-LayerNorm
 };
 
 Result<std::unique_ptr<Model>> CreatePaliGemmaModel(ModelConfig config, ModelWeights weights, Backend* backend) {

@@ -12,6 +12,9 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
 #include "io/image.h"
+#include "runtime/engine_core.h"
+#include "runtime/generation.h"
+#include "runtime/kv_blocks.h"
 #include "runtime/model_source.h"
 #include "runtime/sampler.h"
 
@@ -24,20 +27,32 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-class EngineImpl;
-
+// One sequence with a private block pool sized for its context: the batched
+// forward pass with a batch of one chunk at a time.
 class SessionImpl final : public Session {
  public:
-  SessionImpl(EngineImpl* engine, std::unique_ptr<SequenceState> state) : engine_(engine), state_(std::move(state)) {}
+  SessionImpl(const EngineCore* core, int64_t context, int64_t chunk, KvPool pool, KvBlockManager blocks,
+              std::unique_ptr<Workspace> workspace)
+      : core_(core),
+        context_(context),
+        chunk_(chunk),
+        pool_(std::move(pool)),
+        blocks_(std::move(blocks)),
+        workspace_(std::move(workspace)) {
+    Reset();
+  }
 
   int64_t length() const override { return static_cast<int64_t>(tokens_.size()); }
-  int64_t context_length() const override { return state_->max_tokens(); }
+  int64_t context_length() const override { return context_; }
   const std::vector<int32_t>& tokens() const override { return tokens_; }
-  size_t state_bytes() const override { return state_->bytes(); }
+  size_t state_bytes() const override { return pool_.bytes(); }
   void Reset() override {
-    state_->Reset();
+    if (!seq_.tables.empty()) blocks_.Free(seq_);
+    seq_ = blocks_.NewSequence(0, /*cacheable=*/false);
+    if (pool_.shape().recurrent_slots > 0) pool_.ResetSlot(0);
+    computed_ = 0;
+    prefix_end_ = 0;
     tokens_.clear();
-    pending_.clear();
     last_logits_.clear();
   }
 
@@ -45,14 +60,23 @@ class SessionImpl final : public Session {
   Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options) override;
 
  private:
-  // Runs the model over `tokens` (after any pending token) and keeps the last logits row.
-  Result<TensorView> Feed(std::span<const int32_t> tokens, const PrefillOptions& options);
+  // Appends `tokens` and runs the model over every token not yet computed (a
+  // sampled one first); `logits` gets the rows of `tokens` when all_logits,
+  // and last_logits_ the last row.
+  Status Feed(std::span<const int32_t> tokens, const PrefillOptions& options, Logits* logits);
+  Status EnsureWorkspace(int64_t tokens, int64_t logit_rows);
 
-  EngineImpl* engine_;
-  std::unique_ptr<SequenceState> state_;
-  std::vector<int32_t> tokens_;    // every token of the sequence, pending ones included
-  std::vector<int32_t> pending_;   // sampled and emitted but not yet fed to the model
-  std::vector<float> last_logits_;  // logits after the last fed token
+  const EngineCore* core_;
+  int64_t context_;
+  int64_t chunk_;
+  KvPool pool_;
+  KvBlockManager blocks_;
+  std::unique_ptr<Workspace> workspace_;
+  SequenceBlocks seq_;
+  int64_t computed_ = 0;             // tokens whose K/V (or state) the cache holds
+  int64_t prefix_end_ = 0;           // PaliGemma's bidirectional prefix
+  std::vector<int32_t> tokens_;      // every token of the sequence, sampled ones included
+  std::vector<float> last_logits_;   // logits after the last computed token
 };
 
 // Whether the precision choice changes anything for this model (only bf16
@@ -88,8 +112,8 @@ class EngineImpl final : public Engine {
     }
     GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress, weight_dtype));
     const ModelConfig& config = loaded_.model->config();
-    default_context_ = options.context_length > 0 ? options.context_length
-                                                   : std::min<int64_t>(config.max_seq_len, 8192);
+    const int64_t default_context = options.context_length > 0 ? options.context_length
+                                                                : std::min<int64_t>(config.max_seq_len, 8192);
     info_.family = FamilyName(config.family);
     info_.model_type = config.model_type;
     info_.source = path;
@@ -105,12 +129,19 @@ class EngineImpl final : public Engine {
     info_.takes_image = config.family == ModelFamily::kPaliGemma;
     info_.image_size = config.vision.image_size;
     info_.num_image_tokens = config.num_image_tokens;
-    stop_ids_.assign(config.eos_ids.begin(), config.eos_ids.end());
+    core_.model = loaded_.model.get();
+    core_.tokenizer = loaded_.tokenizer.get();
+    core_.default_context = default_context;
+    core_.stop_ids.assign(config.eos_ids.begin(), config.eos_ids.end());
     if (loaded_.tokenizer) {
-      stop_ids_.push_back(loaded_.tokenizer->eos_id());
-      if (auto end_of_turn = loaded_.tokenizer->TokenId("<end_of_turn>")) stop_ids_.push_back(*end_of_turn);
+      core_.stop_ids.push_back(loaded_.tokenizer->eos_id());
+      if (auto end_of_turn = loaded_.tokenizer->TokenId("<end_of_turn>")) core_.stop_ids.push_back(*end_of_turn);
     }
-    return Status::Ok();
+    core_.cache_type = DType::kF16;
+    if (!options.cache_type.empty() && !ParseDType(options.cache_type, &core_.cache_type)) {
+      return InvalidArgument("cache type '" + options.cache_type + "' is not one of f32, f16, bf16, q8_0");
+    }
+    return CheckKvCacheType(config, core_.cache_type);
   }
 
   const ModelInfo& info() const override { return info_; }
@@ -130,131 +161,171 @@ class EngineImpl final : public Engine {
     return NotFound("the tokenizer has no token '" + std::string(piece) + "'");
   }
 
-  Result<std::unique_ptr<Session>> NewSession(int64_t context_length, int64_t prefill_chunk) override {
-    GR_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
-                        loaded_.model->NewState(context_length > 0 ? context_length : default_context_, prefill_chunk));
-    return std::unique_ptr<Session>(std::make_unique<SessionImpl>(this, std::move(state)));
-  }
-
-  Result<std::unique_ptr<Scheduler>> NewScheduler(const SchedulerOptions&) override {
-    return Unsupported("the batch scheduler is not built yet");
+  Result<std::unique_ptr<Session>> NewSession(int64_t context_length, int64_t prefill_chunk) override;
+  Result<std::unique_ptr<Scheduler>> NewScheduler(const SchedulerOptions& options) override {
+    return CreateScheduler(core_, options);
   }
 
   Result<Image> LoadImage(const std::string& path) const override;
   Result<std::vector<int32_t>> ImagePrompt(std::string_view prompt) const override;
   Result<std::vector<int32_t>> ImagePromptFromIds(std::span<const int32_t> text_ids) const override;
 
-  Model& model() { return *loaded_.model; }
-  const Tokenizer* tokenizer() const { return loaded_.tokenizer.get(); }
-  bool IsStop(int32_t id) const { return std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end(); }
 
  private:
   std::unique_ptr<Backend> backend_;
   LoadedModel loaded_;
   ModelInfo info_;
-  int64_t default_context_ = 0;
-  std::vector<int32_t> stop_ids_;
+  EngineCore core_;
 };
 
-Result<TensorView> SessionImpl::Feed(std::span<const int32_t> tokens, const PrefillOptions& options) {
-  std::vector<int32_t> joined;
-  if (!pending_.empty()) {
-    joined = pending_;
-    joined.insert(joined.end(), tokens.begin(), tokens.end());
-    tokens = joined;
+Result<std::unique_ptr<Session>> EngineImpl::NewSession(int64_t context_length, int64_t prefill_chunk) {
+  const ModelConfig& config = loaded_.model->config();
+  const int64_t context = context_length > 0 ? context_length : core_.default_context;
+  if (context <= 0 || context > config.max_seq_len) {
+    return OutOfRange("context of " + std::to_string(context) + " tokens is outside 1.." +
+                      std::to_string(config.max_seq_len) + " (max_position_embeddings)");
   }
-  ForwardInput input;
-  input.tokens = tokens;
-  input.all_logits = options.all_logits;
+  // A small chunk means a small cache: sliding-window layers hold window +
+  // chunk - 1 positions (in whole blocks).
+  constexpr int64_t kDefaultChunk = 256;
+  const int64_t chunk = prefill_chunk > 0 ? std::min(prefill_chunk, kDefaultChunk) : kDefaultChunk;
+  const std::vector<KvGroup> groups = KvGroups(config);
+  KvBlockManager probe(groups, std::vector<int64_t>(groups.size(), 0), kKvBlockSize, false);
+  KvPoolShape shape;
+  shape.dtype = core_.cache_type;
+  shape.block_size = kKvBlockSize;
+  shape.blocks_per_group = probe.WorstCaseBlocks(context, chunk);
+  shape.recurrent_slots = config.family == ModelFamily::kRecurrentGemma ? 1 : 0;
+  GR_ASSIGN_OR_RETURN(KvPool pool, KvPool::Create(config, shape));
+  KvBlockManager blocks(groups, shape.blocks_per_group, kKvBlockSize, /*prefix_caching=*/false);
+  GR_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> workspace, loaded_.model->NewWorkspace(chunk, chunk));
+  return std::unique_ptr<Session>(std::make_unique<SessionImpl>(&core_, context, chunk, std::move(pool),
+                                                                std::move(blocks), std::move(workspace)));
+}
+
+Status SessionImpl::EnsureWorkspace(int64_t tokens, int64_t logit_rows) {
+  if (tokens <= workspace_->max_tokens() && logit_rows <= workspace_->max_logit_rows()) return Status::Ok();
+  // Only a PaliGemma prefix, which must run in one pass, outgrows the chunk.
+  GR_ASSIGN_OR_RETURN(workspace_, core_->model->NewWorkspace(std::max(tokens, workspace_->max_tokens()),
+                                                             std::max(logit_rows, workspace_->max_logit_rows())));
+  return Status::Ok();
+}
+
+Status SessionImpl::Feed(std::span<const int32_t> tokens, const PrefillOptions& options, Logits* logits) {
+  const Model& model = *core_->model;
+  const ModelConfig& config = model.config();
+  const int64_t first_new = static_cast<int64_t>(tokens_.size());
+  const int64_t end = first_new + static_cast<int64_t>(tokens.size());
+  if (end > context_) {
+    return OutOfRange("the sequence needs " + std::to_string(end) + " tokens but the context holds " +
+                      std::to_string(context_));
+  }
   Tensor features;
   TensorView features_view;
-  if (options.image != nullptr) {
-    const Image& image = *options.image;
-    const TensorView pixels{const_cast<float*>(image.pixels.data()), DType::kF32,
-                            Shape{image.channels, image.height, image.width}};
-    GR_ASSIGN_OR_RETURN(features, engine_->model().EncodeImage(pixels));
-    features_view = features.view();
-    input.image_features = &features_view;
-    input.bidirectional = true;
-  } else if (engine_->model().config().family == ModelFamily::kPaliGemma && state_->length() == 0) {
-    // HF treats a multi-token PaliGemma prompt as a bidirectional prefix even without an image.
-    input.bidirectional = true;
+  int64_t prefix_end = 0;
+  if (options.image != nullptr || (BidirectionalPrefix(config, end) > 0 && computed_ == 0)) {
+    // HF treats a PaliGemma prompt as a bidirectional prefix even without an image.
+    if (computed_ != 0 || first_new != 0) return InvalidArgument("a bidirectional prefix must start the sequence");
+    prefix_end = end;
+    if (options.image != nullptr) {
+      const Image& image = *options.image;
+      const TensorView pixels{const_cast<float*>(image.pixels.data()), DType::kF32,
+                              Shape{image.channels, image.height, image.width}};
+      GR_ASSIGN_OR_RETURN(features, model.EncodeImage(pixels));
+      features_view = features.view();
+    }
+    GR_RETURN_IF_ERROR(EnsureWorkspace(end, options.all_logits ? end : 1));
   }
-  GR_ASSIGN_OR_RETURN(TensorView logits, engine_->model().Forward(input, *state_));
-  if (pending_.empty()) tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
-  else tokens_.insert(tokens_.end(), tokens.begin() + pending_.size(), tokens.end());
-  pending_.clear();
-  const float* last = reinterpret_cast<const float*>(logits.row(logits.shape.rows() - 1));
-  last_logits_.assign(last, last + logits.shape.cols());
-  return logits;
+  const size_t old_size = tokens_.size();
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  if (logits != nullptr) {
+    logits->vocab_size = config.vocab_size;
+    logits->rows = 0;
+    logits->values.clear();
+  }
+  while (computed_ < end) {
+    const int64_t count = prefix_end > 0 ? end - computed_ : std::min(chunk_, end - computed_);
+    blocks_.ReleaseBehindWindows(seq_, computed_);
+    if (!blocks_.Reserve(seq_, computed_, computed_ + count)) {
+      tokens_.resize(old_size);
+      return Internal("the session's block pool is short of blocks");
+    }
+    SequenceChunk chunk;
+    chunk.tokens = std::span<const int32_t>(tokens_).subspan(computed_, count);
+    chunk.first_index = computed_;
+    for (const auto& table : seq_.tables) chunk.block_tables.emplace_back(table);
+    chunk.recurrent_slot = pool_.shape().recurrent_slots > 0 ? 0 : -1;
+    chunk.prefix_end = std::max(prefix_end, prefix_end_);
+    chunk.image_features = features_view.empty() ? nullptr : &features_view;
+    // Rows of the caller's tokens (a sampled token in front is not one of them).
+    const int64_t first_wanted = std::max(computed_, first_new);
+    const bool all = options.all_logits && computed_ + count > first_new;
+    chunk.logits = all ? SequenceChunk::Logits::kAll
+                       : (computed_ + count == end ? SequenceChunk::Logits::kLast : SequenceChunk::Logits::kNone);
+    auto out = model.Forward(std::span<const SequenceChunk>(&chunk, 1), pool_, *workspace_);
+    if (!out.ok()) {
+      tokens_.resize(old_size);
+      return out.status();
+    }
+    const int64_t vocab = out->shape.cols();
+    if (all && logits != nullptr) {
+      const int64_t skip = first_wanted - computed_;
+      const float* begin = reinterpret_cast<const float*>(out->row(skip));
+      logits->values.insert(logits->values.end(), begin, begin + (count - skip) * vocab);
+      logits->rows += count - skip;
+    }
+    if (computed_ + count == end) {
+      const float* last = reinterpret_cast<const float*>(out->row(out->shape.rows() - 1));
+      last_logits_.assign(last, last + vocab);
+    }
+    computed_ += count;
+  }
+  prefix_end_ = std::max(prefix_end_, prefix_end);
+  if (logits != nullptr && !options.all_logits) {
+    logits->rows = 1;
+    logits->values = last_logits_;
+  }
+  return Status::Ok();
 }
 
 Result<Logits> SessionImpl::Prefill(std::span<const int32_t> tokens, const PrefillOptions& options) {
-  const size_t skipped = pending_.size();
-  GR_ASSIGN_OR_RETURN(TensorView logits, Feed(tokens, options));
+  if (tokens.empty() && computed_ == static_cast<int64_t>(tokens_.size())) {
+    return InvalidArgument("no tokens to process");
+  }
   Logits result;
-  result.vocab_size = logits.shape.cols();
-  // With a pending token in front, its row is not part of what the caller asked for.
-  const int64_t first = options.all_logits ? static_cast<int64_t>(skipped) : 0;
-  result.rows = logits.shape.rows() - first;
-  const float* begin = reinterpret_cast<const float*>(logits.row(first));
-  result.values.assign(begin, begin + result.rows * result.vocab_size);
+  GR_RETURN_IF_ERROR(Feed(tokens, options, &result));
   return result;
 }
 
 Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, const GenerateOptions& options) {
   GR_RETURN_IF_ERROR(ValidateSampling(options.sampling));
-  if (options.max_new_tokens < 0) return InvalidArgument("max_new_tokens must be >= 0");
-  GenerateResult result;
+  if (options.max_new_tokens < -1) return InvalidArgument("max_new_tokens must be >= -1");
   const auto prefill_start = Clock::now();
   if (!prompt.empty()) {
-    GR_RETURN_IF_ERROR(Feed(prompt, PrefillOptions{}).status());
-    result.prompt_tokens = static_cast<int64_t>(prompt.size());
-  } else if (last_logits_.empty()) {
+    GR_RETURN_IF_ERROR(Feed(prompt, PrefillOptions{}, nullptr));
+  } else if (last_logits_.empty() && computed_ == static_cast<int64_t>(tokens_.size())) {
     return InvalidArgument("nothing to generate from: the prompt is empty");
   }
-  result.prefill_seconds = SecondsSince(prefill_start);
+  const double prefill_seconds = SecondsSince(prefill_start);
 
-  Sampler sampler(options.sampling);
-  const Tokenizer* tokenizer = engine_->tokenizer();
-  std::unique_ptr<StreamingDecoder> stream;
-  if (tokenizer != nullptr) stream = std::make_unique<StreamingDecoder>(*tokenizer);
+  Generation generation(options, core_->tokenizer, core_->stop_ids);
   const auto decode_start = Clock::now();
   std::vector<float> logits = last_logits_;
-  for (int step = 0; step < options.max_new_tokens; ++step) {
-    if (!pending_.empty()) {
+  while (!generation.finished()) {
+    if (computed_ < length()) {  // the last sampled token
       if (length() >= context_length()) {
-        result.stop_reason = StopReason::kContextFull;
+        generation.Stop(StopReason::kContextFull);
         break;
       }
-      GR_RETURN_IF_ERROR(Feed({}, PrefillOptions{}).status());
+      GR_RETURN_IF_ERROR(Feed({}, PrefillOptions{}, nullptr));
       logits = last_logits_;
     }
-    const int32_t id = sampler.Sample(logits, tokens_);
-    if (options.stop_at_eos && engine_->IsStop(id)) {
-      result.stop_reason = StopReason::kEndOfSequence;
-      break;
-    }
-    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
-      result.stop_reason = StopReason::kStopToken;
-      break;
-    }
-    result.tokens.push_back(id);
-    pending_.push_back(id);
-    tokens_.push_back(id);
-    std::string text = stream ? stream->Push(id) : std::string();
-    result.text += text;
-    if (options.on_token && !options.on_token(id, text)) {
-      result.stop_reason = StopReason::kCallback;
-      break;
-    }
-    result.stop_reason = StopReason::kMaxTokens;
+    const int32_t id = generation.Next(logits, tokens_);
+    if (id >= 0) tokens_.push_back(id);
   }
-  if (stream) {
-    const std::string rest = stream->Flush();
-    result.text += rest;
-    if (!rest.empty() && options.on_token) options.on_token(-1, rest);
-  }
+  GenerateResult result = std::move(generation.Finish());
+  result.prompt_tokens = static_cast<int64_t>(prompt.size());
+  result.prefill_seconds = prefill_seconds;
   result.decode_seconds = SecondsSince(decode_start);
   return result;
 }

@@ -26,6 +26,7 @@
 #include "runtime/model_source.h"
 #include "tensor/dtype.h"
 #include "tensor/tensor.h"
+#include "testing/batch_runner.h"
 
 namespace gemmarun {
 namespace {
@@ -213,17 +214,8 @@ std::vector<float> EmulatedPrefill(const std::string& dir, std::span<const int32
   auto loaded = LoadModel(dir, &backend, /*progress=*/{});
   EXPECT_TRUE(loaded.ok()) << loaded.status().message();
   if (!loaded.ok()) return {};
-  auto state = loaded->model->NewState(static_cast<int64_t>(ids.size()));
-  EXPECT_TRUE(state.ok()) << state.status().message();
-  if (!state.ok()) return {};
-  ForwardInput input;
-  input.tokens = ids;
-  input.all_logits = true;
-  auto logits = loaded->model->Forward(input, **state);
-  EXPECT_TRUE(logits.ok()) << logits.status().message();
-  if (!logits.ok()) return {};
-  const float* begin = logits->f32();
-  return std::vector<float>(begin, begin + logits->shape.elements());
+  testing::BatchRunner runner(*loaded->model, 1, static_cast<int64_t>(ids.size()), DType::kF32);
+  return runner.Feed(0, std::vector<int32_t>(ids.begin(), ids.end()), ids.size());
 }
 
 // ------------------------------------------------------------------ tests

@@ -12,6 +12,7 @@
 
 #include "gemmarun/engine.h"
 #include "gemmarun/inspect.h"
+#include "gemmarun/scheduler.h"
 #include "gemmarun/tokenizer.h"
 
 namespace gemmarun {
@@ -100,6 +101,48 @@ TEST(RealModelTest, GreedyGenerationIsDeterministicAndEnglish) {
   int letters = 0;
   for (char c : first->text) letters += std::isalpha(static_cast<unsigned char>(c)) ? 1 : 0;
   EXPECT_GT(letters, 20) << first->text;
+}
+
+// Batch invariance on real weights: eight different prompts decoded together
+// give exactly the greedy text each gives alone.
+TEST(RealModelTest, EightPromptsDecodedTogetherGiveEachOnesSoloText) {
+  SKIP_WITHOUT_REAL_MODEL();
+  auto engine = Engine::Load(RealModelPath());
+  ASSERT_TRUE(engine.ok());
+  const char* kPrompts[] = {"The capital of France is", "Once upon a time, in a small village,",
+                            "def fibonacci(n):", "The three primary colours are",
+                            "In 1969, astronauts", "A recipe for pancakes: first,",
+                            "The mitochondria is", "Dear Sir or Madam, I am writing to"};
+  auto scheduler = (*engine)->NewScheduler(SchedulerOptions{.max_sequences = 8, .context_length = 256});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status().message();
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<int32_t>> batched(8);
+  for (int i = 0; i < 8; ++i) {
+    auto ids = (*engine)->Tokenize(kPrompts[i], true);
+    ASSERT_TRUE(ids.ok());
+    prompts.push_back(*ids);
+    Request request;
+    request.prompt = *ids;
+    request.options.max_new_tokens = 64;
+    request.options.stop_at_eos = false;
+    request.on_finish = [&batched, i](RequestId, const Result<GenerateResult>& result) {
+      if (result.ok()) batched[i] = result->tokens;
+    };
+    ASSERT_TRUE((*scheduler)->Submit(std::move(request)).ok());
+  }
+  while (true) {
+    auto more = (*scheduler)->Step();
+    ASSERT_TRUE(more.ok());
+    if (!*more) break;
+  }
+  for (int i = 0; i < 8; ++i) {
+    GenerateOptions options;
+    options.max_new_tokens = 64;
+    options.stop_at_eos = false;
+    auto alone = (*(*engine)->NewSession(256))->Generate(prompts[i], options);
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ(batched[i], alone->tokens) << kPrompts[i];
+  }
 }
 
 }  // namespace
