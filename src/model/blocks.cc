@@ -1,5 +1,8 @@
 #include "model/blocks.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace gemmarun {
 
 TensorView Rows(Tensor& t, int64_t rows, int64_t cols) {
@@ -30,24 +33,28 @@ void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& c, const Layer
   }
   ops::Rope(ctx, q_heads, positions, c.rotary_dim, layer.rope_theta, layer.rope_position_scale);
   ops::Rope(ctx, k_heads, positions, c.rotary_dim, layer.rope_theta, layer.rope_position_scale);
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    const int64_t slot = (first_index + t) % cache.capacity;
-    const Shape row{1, kv_dim};
-    ops::CopyRows(ctx, TensorView{k.row(t), DType::kF32, row},
-                  TensorView{cache.k.data() + slot * kv_dim * sizeof(float), DType::kF32, row});
-    ops::CopyRows(ctx, TensorView{v.row(t), DType::kF32, row},
-                  TensorView{cache.v.data() + slot * kv_dim * sizeof(float), DType::kF32, row});
-  }
+  // TEMPORARY shim until the lead's paged cache lands: the ring of `capacity`
+  // slots is one physical block that every logical block maps to.
+  const Shape cache_shape{cache.capacity, c.num_kv_heads, c.head_dim};
+  const KvCacheView view{TensorView{cache.k.data(), DType::kF32, cache_shape},
+                         TensorView{cache.v.data(), DType::kF32, cache_shape}, cache.capacity};
+  std::vector<int64_t> slots(num_tokens);
+  for (int64_t t = 0; t < num_tokens; ++t) slots[t] = (first_index + t) % cache.capacity;
+  ops::WriteKv(ctx, k, v, slots, view);
+  const int64_t last_index = std::max(first_index + num_tokens - 1, prefix_end - 1);
+  const std::vector<int32_t> table(last_index / cache.capacity + 1, 0);
+  AttentionSequence sequence;
+  sequence.num_rows = num_tokens;
+  sequence.first_index = first_index;
+  sequence.prefix_end = prefix_end;
+  sequence.block_table = table;
   const TensorView attn_out = Rows(s.out, num_tokens, q_dim);
   AttentionArgs args;
   args.q = q_heads;
-  args.k_cache = cache.k.view();
-  args.v_cache = cache.v.view();
   args.out = TensorView{attn_out.data, DType::kF32, q_heads.shape};
-  args.first_index = first_index;
-  args.capacity = cache.capacity;
+  args.cache = view;
+  args.sequences = std::span<const AttentionSequence>(&sequence, 1);
   args.window = layer.attention_window;
-  args.prefix_end = prefix_end;
   args.scale = c.query_scale;
   args.softcap = layer.attn_softcap;
   ops::Attention(ctx, args);
