@@ -232,10 +232,17 @@ void RunItemT(const AttentionArgs& args, const AttentionItem& item, int64_t key_
   for (int64_t tile = item.key_begin / key_tile * key_tile; tile < item.key_end; tile += key_tile) {
     const int64_t begin = std::max(tile, item.key_begin);
     const int64_t end = std::min(tile + key_tile, item.key_end);
-    for (int64_t j = begin; j < end; ++j) {
-      const int64_t slot = seq.block_table[j / block_size] * block_size + j % block_size;
-      k_rows[j - begin] = k_base + slot * kv_heads * row_bytes;
-      v_rows[j - begin] = v_base + slot * kv_heads * row_bytes;
+    // Row addresses, one run of consecutive slots per block (one division per block, not per key).
+    for (int64_t j = begin; j < end;) {
+      const int64_t block = j / block_size;
+      const int64_t offset = j - block * block_size;
+      const int64_t run = std::min(end - j, block_size - offset);
+      const size_t first_slot = seq.block_table[block] * block_size + offset;
+      for (int64_t x = 0; x < run; ++x) {
+        k_rows[j - begin + x] = k_base + (first_slot + x) * kv_heads * row_bytes;
+        v_rows[j - begin + x] = v_base + (first_slot + x) * kv_heads * row_bytes;
+      }
+      j += run;
     }
     for (int64_t n0 = 0; n0 < num_queries; n0 += 4) {
       const int count = static_cast<int>(std::min<int64_t>(4, num_queries - n0));
@@ -356,7 +363,11 @@ int64_t SplitWork(const AttentionArgs& args, const AttentionTileSizes& sizes, At
         }
         ws.merges.push_back(merge);
       } else {
-        for (int64_t r = 0; r < seq.num_rows; r += sizes.query_rows) {
+        // Last blocks first: under a causal mask they see the most keys, and the
+        // pool hands items out in order, so the long ones do not end the call.
+        const int64_t num_blocks = (seq.num_rows + sizes.query_rows - 1) / sizes.query_rows;
+        for (int64_t block = num_blocks - 1; block >= 0; --block) {
+          const int64_t r = block * sizes.query_rows;
           const int64_t r_end = std::min(r + sizes.query_rows, seq.num_rows);
           ws.items.push_back({sequence, kv, r, r_end, FirstKey(args, seq.first_index + r),
                               LastKey(seq, seq.first_index + r_end - 1) + 1, -1});
