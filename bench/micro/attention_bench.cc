@@ -155,8 +155,12 @@ void PrefillArgs(benchmark::internal::Benchmark* b, bool all_types) {
   }
 }
 
-BENCHMARK(BM_PagedDecode)->Apply([](auto* b) { DecodeArgs(b, true); })->ArgNames({"type", "depth", "rows", "threads"});
-BENCHMARK(BM_LegacyDecode)->Apply([](auto* b) { DecodeArgs(b, false); })->ArgNames({"type", "depth", "rows", "threads"});
+BENCHMARK(BM_PagedDecode)
+    ->Apply([](auto* b) { DecodeArgs(b, true); })
+    ->ArgNames({"type", "depth", "rows", "threads"});
+BENCHMARK(BM_LegacyDecode)
+    ->Apply([](auto* b) { DecodeArgs(b, false); })
+    ->ArgNames({"type", "depth", "rows", "threads"});
 BENCHMARK(BM_PagedPrefill)
     ->Apply([](auto* b) { PrefillArgs(b, true); })
     ->ArgNames({"type", "depth", "rows", "threads"})

@@ -393,8 +393,8 @@ int64_t SplitWork(const AttentionArgs& args, const AttentionTileSizes& sizes, At
         const int64_t hi = LastKey(seq, seq.first_index + seq.num_rows - 1) + 1;
         AttentionMerge merge{sequence, kv, static_cast<int64_t>(ws.items.size()), 0};
         for (int64_t piece = lo / sizes.split_keys * sizes.split_keys; piece < hi; piece += sizes.split_keys) {
-          ws.items.push_back({sequence, kv, 0, seq.num_rows, std::max(piece, lo), std::min(piece + sizes.split_keys, hi),
-                              partial_floats});
+          const int64_t piece_end = std::min(piece + sizes.split_keys, hi);
+          ws.items.push_back({sequence, kv, 0, seq.num_rows, std::max(piece, lo), piece_end, partial_floats});
           partial_floats += seq.num_rows * group * (dim + 2);
           ++merge.num_items;
         }
