@@ -44,6 +44,7 @@ struct BenchFlags {
   bool bandwidth_only = false;
   bool json = false;
   std::vector<int> batches;  // --batch: aggregate speed of B sequences decoding together
+  std::vector<int> depths;   // -d: measure after this many tokens are in the cache
 };
 
 struct Stats {
@@ -311,6 +312,128 @@ int RunBatches(const BenchFlags& flags, Engine& engine, const std::function<int3
   return 0;
 }
 
+// -d: prefill and decode measured with `depth` random tokens already in the
+// cache (llama-bench's -d), where attention over the cache decides the speed.
+// Each rep prefills the depth untimed, then decodes -n tokens (timed: decode at
+// depth .. depth + n), then prefills -p tokens (timed: prefill after depth + n + 2
+// tokens; a fresh depth prefill per test would double the cost of long depths).
+int RunDepths(const BenchFlags& flags) {
+  for (int depth : flags.depths) {
+    if (depth < 0) return Fail("-d/--depth values must be >= 0, got " + std::to_string(depth));
+  }
+  const auto load_start = Clock::now();
+  auto loaded = flags.model.Load();
+  if (!loaded.ok()) return Fail(loaded.status());
+  const double load_seconds = SecondsSince(load_start);
+  std::unique_ptr<Engine> engine = std::move(loaded).value();
+  const ModelInfo info = engine->info();
+  const int threads = ThreadsOf(info, flags.model.threads);
+  int32_t image_token = -1;  // PaliGemma's placeholder needs an image: never drawn
+  if (info.takes_image) {
+    auto layout = engine->ImagePromptFromIds({});
+    if (layout.ok() && !layout->empty()) image_token = layout->front();
+  }
+  std::mt19937 rng(flags.seed);
+  std::uniform_int_distribution<int32_t> uniform(0, info.vocab_size - 1);
+  auto random_ids = [&](int count) {
+    std::vector<int32_t> ids(count);
+    for (int32_t& id : ids) {
+      do id = uniform(rng);
+      while (id == image_token);
+    }
+    return ids;
+  };
+  struct DepthResult {
+    int depth;
+    Stats prefill, decode;
+  };
+  std::vector<DepthResult> results;
+  ProgressBar bar("bench");
+  const size_t total_steps = flags.depths.size() * flags.reps;
+  size_t step = 0;
+  for (int depth : flags.depths) {
+    const int64_t context = int64_t{depth} + flags.gen_tokens + 2 + flags.prompt_tokens;
+    if (context > info.max_seq_len) {
+      return Fail("the model holds " + std::to_string(info.max_seq_len) + " positions; -d " + std::to_string(depth) +
+                  " with -p/-n asks for " + std::to_string(context));
+    }
+    auto new_session = engine->NewSession(context);
+    if (!new_session.ok()) return Fail(new_session.status());
+    std::unique_ptr<Session> session = std::move(new_session).value();
+    const std::vector<int32_t> history = random_ids(depth);
+    const std::vector<int32_t> prompt = random_ids(flags.prompt_tokens);
+    const std::vector<int32_t> first_token = random_ids(1);
+    DepthResult result{depth, {}, {}};
+    // One untimed round first (page faults, caches, thread start), then the reps.
+    for (int rep = -1; rep < flags.reps; ++rep) {
+      session->Reset();
+      if (depth > 0) {
+        if (auto logits = session->Prefill(history); !logits.ok()) return Fail(logits.status());
+      }
+      if (flags.gen_tokens > 0) {
+        GenerateOptions options;
+        options.max_new_tokens = flags.gen_tokens + 1;  // the first token comes from the prompt's logits
+        options.stop_at_eos = false;
+        auto generated = session->Generate(first_token, options);
+        if (!generated.ok()) return Fail(generated.status());
+        if (static_cast<int>(generated->tokens.size()) != flags.gen_tokens + 1) {
+          return Fail("decode stopped after " + std::to_string(generated->tokens.size()) + " tokens (" +
+                      StopReasonName(generated->stop_reason) + ")");
+        }
+        if (rep >= 0) result.decode.values.push_back(flags.gen_tokens / generated->decode_seconds);
+      }
+      if (flags.prompt_tokens > 0) {
+        const auto start = Clock::now();
+        if (auto logits = session->Prefill(prompt); !logits.ok()) return Fail(logits.status());
+        if (rep >= 0) result.prefill.values.push_back(flags.prompt_tokens / SecondsSince(start));
+      }
+      if (rep >= 0) bar.Update(++step, total_steps);
+    }
+    results.push_back(std::move(result));
+  }
+  bar.Finish();
+
+  const std::string dtype = flags.model.dtype.empty() ? "stored" : flags.model.dtype;
+  if (flags.json) {
+    nlohmann::json out;
+    out["model"] = info.source;
+    out["family"] = info.family;
+    out["backend"] = info.backend;
+    out["threads"] = threads;
+    out["dtype"] = dtype;
+    out["load_seconds"] = load_seconds;
+    out["prompt_tokens"] = flags.prompt_tokens;
+    out["gen_tokens"] = flags.gen_tokens;
+    out["reps"] = flags.reps;
+    out["seed"] = flags.seed;
+    nlohmann::json depths = nlohmann::json::array();
+    for (const DepthResult& r : results) {
+      depths.push_back({{"depth", r.depth},
+                        {"prefill_tokens_per_second",
+                         flags.prompt_tokens > 0 ? r.prefill.Json() : nlohmann::json()},
+                        {"decode_tokens_per_second", flags.gen_tokens > 0 ? r.decode.Json() : nlohmann::json()}});
+    }
+    out["depths"] = depths;
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model   %s (%s, %d layers, %.2f GB of weights, %s)\n", info.source.c_str(), info.family.c_str(),
+              info.num_layers, info.weight_bytes / 1e9, dtype.c_str());
+  std::printf("backend %s; loaded in %.1f s; %d reps after a warm-up\n\n", info.backend.c_str(), load_seconds,
+              flags.reps);
+  std::printf("| test            |             tokens/s |\n");
+  std::printf("| --------------- | -------------------: |\n");
+  for (const DepthResult& r : results) {
+    if (flags.prompt_tokens > 0) {
+      std::printf("| pp%-4d @ d%-5d | %s |\n", flags.prompt_tokens, r.depth, Format(r.prefill, 2, 20).c_str());
+    }
+    if (flags.gen_tokens > 0) {
+      std::printf("| tg%-4d @ d%-5d | %s |\n", flags.gen_tokens, r.depth, Format(r.decode, 2, 20).c_str());
+    }
+  }
+  return 0;
+}
+
 int Run(const BenchFlags& flags) {
   if (flags.reps < 1) return Fail("--reps must be at least 1");
   if (flags.bandwidth_only) return RunBandwidthOnly(flags);
@@ -318,6 +441,8 @@ int Run(const BenchFlags& flags) {
   if (flags.prompt_tokens < 0 || flags.gen_tokens < 0) return Fail("-p and -n must be >= 0");
   if (flags.prompt_tokens == 0 && flags.gen_tokens == 0) return Fail("nothing to measure: -p and -n are both 0");
   if (flags.bandwidth_mib < 0) return Fail("--bandwidth-mib must be >= 0");
+  if (!flags.depths.empty() && !flags.batches.empty()) return Fail("-d and --batch measure different things: pick one");
+  if (!flags.depths.empty()) return RunDepths(flags);
   const auto load_start = Clock::now();
   auto loaded = flags.model.Load();
   if (!loaded.ok()) return Fail(loaded.status());
@@ -502,6 +627,9 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
   app->add_option("-p,--n-prompt", flags->prompt_tokens, "prompt tokens prefilled in one call (0: skip)")
       ->capture_default_str();
   app->add_option("-n,--n-gen", flags->gen_tokens, "tokens decoded one at a time (0: skip)")->capture_default_str();
+  app->add_option("-d,--depth", flags->depths,
+                  "comma-separated cache depths: measure -p/-n after this many tokens (as llama-bench -d)")
+      ->delimiter(',');
   app->add_option("-r,--reps", flags->reps, "timed repetitions of each test")->capture_default_str();
   app->add_option("--seed", flags->seed, "seed of the random prompt ids")->capture_default_str();
   app->add_option("--bandwidth-mib", flags->bandwidth_mib, "buffer of the memory bandwidth test (0: skip it)")
@@ -523,6 +651,7 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
       "  gemmarun bench -m model.gguf --dtype q8_0 --reps 3 --json\n"
       "  gemmarun bench -m model-bf16.gguf --matmul-precision bf16   (llama.cpp's bf16 arithmetic)\n"
       "  gemmarun bench -m model.gguf --batch 1,2,4,8,16 -p 128 -n 64   (like llama-batched-bench)\n"
+      "  gemmarun bench -m model.gguf -d 0,4096,16384 -p 512 -n 128 --json   (speed at depth)\n"
       "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }

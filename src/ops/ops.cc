@@ -93,7 +93,8 @@ void Attention(const OpContext& ctx, const AttentionArgs& args) {
            args.q.shape[1] % k.shape[1] == 0)
       << "Attention: q " << args.q.shape.ToString() << " out " << args.out.shape.ToString() << " cache "
       << k.shape.ToString();
-  GR_CHECK(args.window >= 0 && args.softcap >= 0.0f) << "Attention: window " << args.window << " softcap " << args.softcap;
+  GR_CHECK(args.window >= 0 && args.softcap >= 0.0f)
+      << "Attention: window " << args.window << " softcap " << args.softcap;
   const int64_t num_rows = args.q.shape[0];
   const int64_t block_size = args.cache.block_size;
   const int64_t num_blocks = k.shape[0] / block_size;

@@ -226,5 +226,19 @@ TEST(CliTest, EverySubcommandHasHelpWithExamples) {
   }
 }
 
+// bench -d: one entry per depth with both speeds; a depth beyond the model's
+// positions, or a negative one, is one error line.
+TEST(CliTest, BenchAtDepthReportsEveryDepth) {
+  const std::string model = " -m " + DataDir() + "/gemma2";
+  auto r = RunGemmarun("bench" + model + " -d 0,40,100 -p 8 -n 4 -r 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* depth : {"\"depth\": 0", "\"depth\": 40", "\"depth\": 100"}) {
+    EXPECT_NE(r.out.find(depth), std::string::npos) << depth << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("\"depths\""), std::string::npos) << r.out;
+  ExpectOneLineError(RunGemmarun("bench" + model + " -d 0,300 -p 8 -n 4"), "the model holds 256 positions; -d 300");
+  ExpectOneLineError(RunGemmarun("bench" + model + " -d -5"), "-d/--depth values must be >= 0");
+}
+
 }  // namespace
 }  // namespace gemmarun

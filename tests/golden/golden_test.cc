@@ -3,6 +3,7 @@
 // and greedy decoding. The fixtures live in tests/data/<case>/.
 #include <gtest/gtest.h>
 
+#include "backend/cpu/attention.h"
 #include "testing/golden.h"
 
 namespace gemmarun {
@@ -21,6 +22,15 @@ TEST_P(GoldenTest, MatchesReferenceThroughPanelKernels) {
   if (!PanelKernelsForEveryMatMul::available()) GTEST_SKIP() << "no AVX-512 on this CPU";
   PanelKernelsForEveryMatMul panel;
   ExpectMatchesFixture(FixtureDir(GetParam()));
+}
+
+// Tiles of 3 query rows and 4 keys (decode pieces of 8): the prompts cross many
+// query blocks and key tiles, windows straddle tile edges, and the tiles behind a
+// window are skipped, on the fixtures' real models.
+TEST_P(GoldenTest, MatchesReferenceThroughSmallAttentionTiles) {
+  cpu::SetAttentionTileSizesForTest({3, 4, 8});
+  ExpectMatchesFixture(FixtureDir(GetParam()));
+  cpu::SetAttentionTileSizesForTest(cpu::kAttentionTileSizes);
 }
 
 INSTANTIATE_TEST_SUITE_P(Gemma1, GoldenTest, ::testing::Values("gemma1_mqa", "gemma1_mha", "gemma1_mqa_bf16"));

@@ -5,6 +5,7 @@
 #define HWY_TARGET_INCLUDE "backend/cpu/attention.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 
 #include <algorithm>
@@ -94,14 +95,25 @@ struct Q8Rows {
 // row is loaded (and converted) once for all kG queries; two keys at a time so
 // that the sums interleave. One dot product's order of operations is the same
 // whichever queries and keys share the loop.
+//
+// prefetch_rows (or null): rows of `prefetch_bytes` to pull into the cache while
+// the keys stream by, the values of the same keys. AccumulateValues reads them a
+// vector of every row at a time, which the hardware prefetcher does not follow.
 template <class Rows, int kG>
 HWY_INLINE void ScoreKeys(const float* const* q, const uint8_t* const* k_rows, size_t count, size_t dim,
-                          float* HWY_RESTRICT scores, size_t stride) {
+                          float* HWY_RESTRICT scores, size_t stride, const uint8_t* const* prefetch_rows,
+                          size_t prefetch_bytes) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const size_t vector_dim = dim / N * N;
   size_t j = 0;
   for (; j + 2 <= count; j += 2) {
+    if (prefetch_rows != nullptr) {
+      for (size_t offset = 0; offset < prefetch_bytes; offset += 64) {
+        hwy::Prefetch(prefetch_rows[j] + offset);
+        hwy::Prefetch(prefetch_rows[j + 1] + offset);
+      }
+    }
     VF s0[kG], s1[kG];
     for (int g = 0; g < kG; ++g) s0[g] = s1[g] = hn::Zero(d);
     for (size_t i = 0; i < vector_dim; i += N) {
@@ -148,7 +160,30 @@ HWY_INLINE void AccumulateValues(const float* HWY_RESTRICT p, size_t stride, con
   const DF d;
   const size_t N = hn::Lanes(d);
   const size_t vector_dim = dim / N * N;
-  for (size_t i = 0; i < vector_dim; i += N) {
+  size_t i = 0;
+  // Two vectors per pass over the rows: a 64-byte line of f32 (two of f16)
+  // per row and pass, and more FMAs per load of the weights.
+  for (; i + 2 * N <= vector_dim; i += 2 * N) {
+    VF a0[kG], a1[kG];
+    for (int g = 0; g < kG; ++g) {
+      a0[g] = hn::Mul(hn::LoadU(d, acc[g] + i), hn::Set(d, alpha[g]));
+      a1[g] = hn::Mul(hn::LoadU(d, acc[g] + i + N), hn::Set(d, alpha[g]));
+    }
+    for (size_t j = 0; j < count; ++j) {
+      const VF v0 = Rows::Load(d, v_rows[j], i);
+      const VF v1 = Rows::Load(d, v_rows[j], i + N);
+      for (int g = 0; g < kG; ++g) {
+        const VF weight = hn::Set(d, p[g * stride + j]);
+        a0[g] = hn::MulAdd(weight, v0, a0[g]);
+        a1[g] = hn::MulAdd(weight, v1, a1[g]);
+      }
+    }
+    for (int g = 0; g < kG; ++g) {
+      hn::StoreU(a0[g], d, acc[g] + i);
+      hn::StoreU(a1[g], d, acc[g] + i + N);
+    }
+  }
+  for (; i < vector_dim; i += N) {
     VF a[kG];
     for (int g = 0; g < kG; ++g) a[g] = hn::Mul(hn::LoadU(d, acc[g] + i), hn::Set(d, alpha[g]));
     for (size_t j = 0; j < count; ++j) {
@@ -157,11 +192,11 @@ HWY_INLINE void AccumulateValues(const float* HWY_RESTRICT p, size_t stride, con
     }
     for (int g = 0; g < kG; ++g) hn::StoreU(a[g], d, acc[g] + i);
   }
-  for (size_t i = vector_dim; i < dim; ++i) {
+  for (size_t i_tail = vector_dim; i_tail < dim; ++i_tail) {
     for (int g = 0; g < kG; ++g) {
-      float a = acc[g][i] * alpha[g];
-      for (size_t j = 0; j < count; ++j) a += p[g * stride + j] * Rows::At(v_rows[j], i);
-      acc[g][i] = a;
+      float a = acc[g][i_tail] * alpha[g];
+      for (size_t j = 0; j < count; ++j) a += p[g * stride + j] * Rows::At(v_rows[j], i_tail);
+      acc[g][i_tail] = a;
     }
   }
 }
@@ -232,10 +267,17 @@ void RunItemT(const AttentionArgs& args, const AttentionItem& item, int64_t key_
   for (int64_t tile = item.key_begin / key_tile * key_tile; tile < item.key_end; tile += key_tile) {
     const int64_t begin = std::max(tile, item.key_begin);
     const int64_t end = std::min(tile + key_tile, item.key_end);
-    for (int64_t j = begin; j < end; ++j) {
-      const int64_t slot = seq.block_table[j / block_size] * block_size + j % block_size;
-      k_rows[j - begin] = k_base + slot * kv_heads * row_bytes;
-      v_rows[j - begin] = v_base + slot * kv_heads * row_bytes;
+    // Row addresses, one run of consecutive slots per block (one division per block, not per key).
+    for (int64_t j = begin; j < end;) {
+      const int64_t block = j / block_size;
+      const int64_t offset = j - block * block_size;
+      const int64_t run = std::min(end - j, block_size - offset);
+      const size_t first_slot = seq.block_table[block] * block_size + offset;
+      for (int64_t x = 0; x < run; ++x) {
+        k_rows[j - begin + x] = k_base + (first_slot + x) * kv_heads * row_bytes;
+        v_rows[j - begin + x] = v_base + (first_slot + x) * kv_heads * row_bytes;
+      }
+      j += run;
     }
     for (int64_t n0 = 0; n0 < num_queries; n0 += 4) {
       const int count = static_cast<int>(std::min<int64_t>(4, num_queries - n0));
@@ -264,11 +306,14 @@ void RunItemT(const AttentionArgs& args, const AttentionItem& item, int64_t key_
       if (union_lo >= union_hi) continue;  // a tile no query of the group sees
       const size_t span = union_hi - union_lo;
       const uint8_t* const* k_span = k_rows + (union_lo - begin);
+      const uint8_t* const* v_span = v_rows + (union_lo - begin);
+      // The first group of a tile brings the tile's values in; later ones find them cached.
+      const uint8_t* const* prefetch = n0 == 0 ? v_span : nullptr;
       switch (count) {
-        case 1: ScoreKeys<Rows, 1>(q, k_span, span, dim, scores, key_tile); break;
-        case 2: ScoreKeys<Rows, 2>(q, k_span, span, dim, scores, key_tile); break;
-        case 3: ScoreKeys<Rows, 3>(q, k_span, span, dim, scores, key_tile); break;
-        default: ScoreKeys<Rows, 4>(q, k_span, span, dim, scores, key_tile); break;
+        case 1: ScoreKeys<Rows, 1>(q, k_span, span, dim, scores, key_tile, prefetch, row_bytes); break;
+        case 2: ScoreKeys<Rows, 2>(q, k_span, span, dim, scores, key_tile, prefetch, row_bytes); break;
+        case 3: ScoreKeys<Rows, 3>(q, k_span, span, dim, scores, key_tile, prefetch, row_bytes); break;
+        default: ScoreKeys<Rows, 4>(q, k_span, span, dim, scores, key_tile, prefetch, row_bytes); break;
       }
       // Online softmax: scores become weights exp(s - new max), zero outside the
       // query's keys; the old sum and accumulator are scaled by exp(old - new max).
@@ -290,7 +335,6 @@ void RunItemT(const AttentionArgs& args, const AttentionItem& item, int64_t key_
         l[n] = l[n] * alpha[g] + ExpShiftSum(seen, seen_count, new_max);
         m[n] = new_max;
       }
-      const uint8_t* const* v_span = v_rows + (union_lo - begin);
       switch (count) {
         case 1: AccumulateValues<Rows, 1>(scores, key_tile, v_span, span, dim, a, alpha); break;
         case 2: AccumulateValues<Rows, 2>(scores, key_tile, v_span, span, dim, a, alpha); break;
@@ -349,14 +393,18 @@ int64_t SplitWork(const AttentionArgs& args, const AttentionTileSizes& sizes, At
         const int64_t hi = LastKey(seq, seq.first_index + seq.num_rows - 1) + 1;
         AttentionMerge merge{sequence, kv, static_cast<int64_t>(ws.items.size()), 0};
         for (int64_t piece = lo / sizes.split_keys * sizes.split_keys; piece < hi; piece += sizes.split_keys) {
-          ws.items.push_back({sequence, kv, 0, seq.num_rows, std::max(piece, lo), std::min(piece + sizes.split_keys, hi),
-                              partial_floats});
+          const int64_t piece_end = std::min(piece + sizes.split_keys, hi);
+          ws.items.push_back({sequence, kv, 0, seq.num_rows, std::max(piece, lo), piece_end, partial_floats});
           partial_floats += seq.num_rows * group * (dim + 2);
           ++merge.num_items;
         }
         ws.merges.push_back(merge);
       } else {
-        for (int64_t r = 0; r < seq.num_rows; r += sizes.query_rows) {
+        // Last blocks first: under a causal mask they see the most keys, and the
+        // pool hands items out in order, so the long ones do not end the call.
+        const int64_t num_blocks = (seq.num_rows + sizes.query_rows - 1) / sizes.query_rows;
+        for (int64_t block = num_blocks - 1; block >= 0; --block) {
+          const int64_t r = block * sizes.query_rows;
           const int64_t r_end = std::min(r + sizes.query_rows, seq.num_rows);
           ws.items.push_back({sequence, kv, r, r_end, FirstKey(args, seq.first_index + r),
                               LastKey(seq, seq.first_index + r_end - 1) + 1, -1});
