@@ -29,7 +29,9 @@ struct SchedulerOptions {
   int max_sequences = 8;          // sequences running at once (decoding or prefilling)
   int64_t token_budget = 512;     // tokens per forward pass; decodes first, then prefill chunks
   int64_t context_length = 0;     // per sequence; 0: the engine's default context
-  int64_t kv_memory_bytes = 0;    // KV block pool size; 0: context_length x max_sequences
+  // KV block pool size; 0: room for max_sequences sequences of context_length.
+  // Fewer: sequences wait (or are preempted and recomputed) when it runs short.
+  int64_t kv_memory_bytes = 0;
   int max_queue = 0;              // waiting requests beyond which Submit fails; 0: unbounded
   bool prefix_cache = true;       // reuse cached blocks of earlier prompts
 };
@@ -75,7 +77,9 @@ class Scheduler {
   virtual Result<bool> Step() = 0;
   // Blocks until there is work or the timeout passes; true when there is work.
   virtual bool WaitForWork(std::chrono::milliseconds timeout) = 0;
-  // Ends every request (kCancelled) and makes WaitForWork return.
+  // The next Step() ends every request (kCancelled); Submit fails from now on,
+  // and WaitForWork returns. Destroying a scheduler drops its requests without
+  // calling their on_finish.
   virtual void Shutdown() = 0;
   virtual SchedulerStats stats() const = 0;  // thread-safe
 };

@@ -58,9 +58,12 @@ Status CheckBatch(const ModelConfig& config, std::span<const SequenceChunk> chun
     } else if (image_tokens > 0 && config.family == ModelFamily::kPaliGemma) {
       return InvalidArgument("the input has image tokens but no image");
     }
-    if (chunk.prefix_end > chunk.first_index && (chunk.first_index != 0 || chunk.prefix_end > n)) {
+    // Prefix queries see every prefix key, so a chunk may not end inside the
+    // prefix. It may start inside: the keys before it are then cached blocks of
+    // the same whole prefix (prefix reuse).
+    if (chunk.prefix_end > chunk.first_index && end < chunk.prefix_end) {
       return InvalidArgument("a bidirectional prefix of " + std::to_string(chunk.prefix_end) +
-                             " tokens must be fed whole, from the start of its sequence");
+                             " tokens must be fed in one pass, up to its end");
     }
     if (chunk.block_tables.size() != groups.size()) {
       return Internal("a sequence chunk has " + std::to_string(chunk.block_tables.size()) + " block tables for " +

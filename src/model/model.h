@@ -31,7 +31,8 @@ struct SequenceChunk {
   std::vector<std::span<const int32_t>> block_tables;
   int recurrent_slot = -1;  // RecurrentGemma: the sequence's state slot
   // Indices < prefix_end attend bidirectionally (PaliGemma's image + prompt
-  // prefix); a chunk holding prefix tokens must hold the whole prefix.
+  // prefix); a chunk holding prefix tokens must reach its end, and the
+  // positions before the chunk must hold the same prefix's keys.
   int64_t prefix_end = 0;
   // [image tokens, model_dim] rows that replace, in order, the embeddings of this
   // chunk's tokens equal to config.image_token_id (PaliGemma).

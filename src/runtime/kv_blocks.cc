@@ -213,7 +213,7 @@ void KvBlockManager::PublishFullBlocks(SequenceBlocks& seq, std::span<const int3
 }
 
 void KvBlockManager::Free(SequenceBlocks& seq) {
-  for (size_t g = 0; g < groups_.size(); ++g) {
+  for (size_t g = 0; g < seq.tables.size(); ++g) {  // none yet for a sequence never admitted
     for (int32_t block : seq.tables[g]) {
       if (block >= 0) allocators_[g].Release(block);
     }

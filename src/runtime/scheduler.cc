@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "model/blocks.h"
 #include "runtime/engine_core.h"
 #include "runtime/generation.h"
 #include "runtime/kv_blocks.h"
@@ -42,6 +43,7 @@ struct Sequence {
   int slot = -1;                // recurrent state slot
   Tensor image_features;
   TensorView image_view;
+  TensorView image_chunk_view;  // the rows of the chunk being computed
   bool image_encoded = false;
   std::unique_ptr<Generation> generation;
   uint64_t admitted = 0;        // admission order, for choosing whom to preempt
@@ -63,13 +65,9 @@ class SchedulerImpl final : public Scheduler {
     PublishStats();
   }
 
-  ~SchedulerImpl() override {
-    Shutdown();
-    while (true) {
-      auto more = Step();
-      if (!more.ok() || !*more) break;
-    }
-  }
+  // Requests still here are dropped without their callbacks, whose captures
+  // may already be gone (Shutdown() and a Step() end them with callbacks).
+  ~SchedulerImpl() override = default;
 
   Result<RequestId> Submit(Request request) override {
     GR_RETURN_IF_ERROR(Validate(request));
@@ -315,7 +313,14 @@ SequenceChunk SchedulerImpl::ChunkOf(Sequence* seq, int64_t count) const {
   for (const auto& table : seq->blocks.tables) chunk.block_tables.emplace_back(table);
   chunk.recurrent_slot = seq->slot;
   chunk.prefix_end = seq->prefix_end;
-  if (seq->image_encoded && seq->computed < seq->prefix_end) chunk.image_features = &seq->image_view;
+  if (seq->image_encoded && seq->computed < seq->prefix_end) {
+    // After a cached start, only the image rows of this chunk's image tokens.
+    const int32_t image_token = core_.model->config().image_token_id;
+    const auto before = std::count(seq->tokens.begin(), seq->tokens.begin() + seq->computed, image_token);
+    const auto inside = std::count(chunk.tokens.begin(), chunk.tokens.end(), image_token);
+    seq->image_chunk_view = RowRange(seq->image_view, before, inside);
+    chunk.image_features = &seq->image_chunk_view;
+  }
   const bool reaches_end = seq->computed + count == static_cast<int64_t>(seq->tokens.size());
   chunk.logits = reaches_end ? SequenceChunk::Logits::kLast : SequenceChunk::Logits::kNone;
   return chunk;
@@ -462,29 +467,25 @@ Result<std::unique_ptr<Scheduler>> CreateScheduler(const EngineCore& core, const
   shape.block_size = kKvBlockSize;
   shape.recurrent_slots = config.family == ModelFamily::kRecurrentGemma ? options.max_sequences : 0;
   shape.blocks_per_group.resize(groups.size());
-  // Windowed groups always get room for every sequence's window; the memory
-  // budget, when given, decides how many global blocks there are.
-  int64_t windowed_bytes = 0, global_bytes_per_block = 0;
+  // Without a memory budget every sequence gets its worst case in every group.
+  // A budget buys "sequence equivalents" of that worst case, spread over the
+  // groups in the same proportion (windowed groups never need more than
+  // max_sequences windows); when a group runs short, the newest sequence waits.
+  int64_t sequence_bytes = 0;
   for (size_t g = 0; g < groups.size(); ++g) {
-    const int64_t block_bytes = kKvBlockSize * KvBytesPerPosition(config, groups[g], shape.dtype);
-    if (groups[g].window > 0) {
-      shape.blocks_per_group[g] = per_sequence[g] * options.max_sequences;
-      windowed_bytes += shape.blocks_per_group[g] * block_bytes;
-    } else {
-      global_bytes_per_block += block_bytes;
-    }
+    sequence_bytes += per_sequence[g] * kKvBlockSize * KvBytesPerPosition(config, groups[g], shape.dtype);
   }
+  if (options.kv_memory_bytes > 0 && options.kv_memory_bytes < sequence_bytes) {
+    return OutOfRange("a KV memory budget of " + std::to_string(options.kv_memory_bytes) +
+                      " bytes holds fewer than one sequence of " + std::to_string(context) + " tokens (needs " +
+                      std::to_string(sequence_bytes) + ")");
+  }
+  const double sequences = options.kv_memory_bytes > 0
+                               ? static_cast<double>(options.kv_memory_bytes) / sequence_bytes
+                               : static_cast<double>(options.max_sequences);
   for (size_t g = 0; g < groups.size(); ++g) {
-    if (groups[g].window > 0) continue;
-    int64_t blocks = per_sequence[g] * options.max_sequences;
-    if (options.kv_memory_bytes > 0) {
-      blocks = std::max<int64_t>(0, options.kv_memory_bytes - windowed_bytes) / std::max<int64_t>(1, global_bytes_per_block);
-      if (blocks < per_sequence[g]) {
-        return OutOfRange("a KV memory budget of " + std::to_string(options.kv_memory_bytes) +
-                          " bytes holds fewer than one sequence of " + std::to_string(context) + " tokens (needs " +
-                          std::to_string(windowed_bytes + per_sequence[g] * global_bytes_per_block) + ")");
-      }
-    }
+    int64_t blocks = std::max<int64_t>(per_sequence[g], static_cast<int64_t>(sequences * per_sequence[g]));
+    if (groups[g].window > 0) blocks = std::min<int64_t>(blocks, per_sequence[g] * options.max_sequences);
     shape.blocks_per_group[g] = blocks;
   }
   GR_ASSIGN_OR_RETURN(KvPool pool, KvPool::Create(config, shape));

@@ -147,7 +147,7 @@ TEST_P(SchedulerFixtureTest, PreemptedSequencesStillGiveTheirSoloResult) {
     which[*id] = s;
   }
   RunUntilIdle(**scheduler);
-  ASSERT_TRUE(outcome.errors.empty());
+  for (auto& [id, error] : outcome.errors) ADD_FAILURE() << error.message();
   ASSERT_EQ(outcome.results.size(), 4u);
   for (auto& [id, result] : outcome.results) {
     SCOPED_TRACE("sequence " + std::to_string(which[id]));
@@ -212,6 +212,47 @@ TEST(SchedulerTest, ACachedPrefixIsNotPrefilledAgainAndDecodesTheSame) {
     EXPECT_EQ((*warm)->stats().cached_prompt_tokens, 64);
     EXPECT_GT((*warm)->stats().kv_blocks_cached, 0);
   }
+}
+
+TEST(SchedulerTest, ImagePrefixesMatchTheSessionAndReuseTheCache) {
+  auto engine = LoadEngine("paligemma");
+  ASSERT_NE(engine, nullptr);
+  auto image = engine->LoadImage(FixtureDir("paligemma") + "/image.png");
+  ASSERT_TRUE(image.ok()) << image.status().message();
+  auto shared_image = std::make_shared<const Image>(*image);
+  std::vector<int32_t> text = Prompt(*engine, 12, 3);
+  auto prompt = engine->ImagePromptFromIds(text);
+  ASSERT_TRUE(prompt.ok());
+  // Alone: the session prefills image + prompt as one bidirectional prefix.
+  auto session = engine->NewSession();
+  ASSERT_TRUE(session.ok());
+  PrefillOptions prefill;
+  prefill.image = image.operator->();
+  ASSERT_TRUE((*session)->Prefill(*prompt, prefill).ok());
+  GenerateOptions options;
+  options.max_new_tokens = 8;
+  options.stop_at_eos = false;
+  auto alone = (*session)->Generate({}, options);
+  ASSERT_TRUE(alone.ok()) << alone.status().message();
+
+  auto scheduler = engine->NewScheduler(SchedulerOptions{.max_sequences = 2});
+  ASSERT_TRUE(scheduler.ok());
+  Outcome outcome;
+  std::vector<RequestId> ids;
+  for (int r = 0; r < 2; ++r) {  // the second finds the first's prefix blocks
+    Request request = GreedyRequest(*prompt, 8, &outcome);
+    request.image = shared_image;
+    auto id = (*scheduler)->Submit(std::move(request));
+    ASSERT_TRUE(id.ok()) << id.status().message();
+    ids.push_back(*id);
+    RunUntilIdle(**scheduler);
+  }
+  for (auto& [id, error] : outcome.errors) ADD_FAILURE() << error.message();
+  ASSERT_EQ(outcome.results.size(), 2u);
+  EXPECT_EQ(outcome.results[ids[0]].tokens, alone->tokens);
+  EXPECT_EQ(outcome.results[ids[1]].tokens, alone->tokens);
+  EXPECT_EQ(outcome.results[ids[0]].cached_tokens, 0);
+  EXPECT_EQ(outcome.results[ids[1]].cached_tokens, static_cast<int64_t>(prompt->size() - 1) / 16 * 16);
 }
 
 TEST(SchedulerTest, RefusesWhatCanNeverRun) {
