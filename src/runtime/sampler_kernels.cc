@@ -1,0 +1,184 @@
+// Highway per-target bodies of the sampler's passes (the file is compiled once per
+// target through foreach_target.h) and their dynamic-dispatch entry points.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "runtime/sampler_kernels.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "runtime/sampler_kernels.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gemmarun::sampling {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using DI = hn::RebindToSigned<DF>;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+ArgMaxResult ArgMaxImpl(const float* HWY_RESTRICT x, size_t n) {
+  const DF d;
+  const DI di;
+  const size_t N = hn::Lanes(d);
+  // Per lane: the best value and the first index where it was seen (strict > keeps the first).
+  auto best = hn::Set(d, -kInf);
+  auto best_index = hn::Zero(di);
+  auto index = hn::Iota(di, 0);
+  const auto step = hn::Set(di, static_cast<int32_t>(N));
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(d, x + i);
+    const auto better = hn::Gt(v, best);
+    best = hn::IfThenElse(better, v, best);
+    best_index = hn::IfThenElse(hn::RebindMask(di, better), index, best_index);
+    index = hn::Add(index, step);
+  }
+  ArgMaxResult result;
+  result.value = hn::GetLane(hn::MaxOfLanes(d, best));
+  const auto holds_max = hn::RebindMask(di, hn::Eq(best, hn::Set(d, result.value)));
+  const auto candidates = hn::IfThenElse(holds_max, best_index, hn::Set(di, std::numeric_limits<int32_t>::max()));
+  result.index = i == 0 ? 0 : static_cast<size_t>(hn::GetLane(hn::MinOfLanes(di, candidates)));
+  for (; i < n; ++i) {
+    if (x[i] > result.value) {
+      result.value = x[i];
+      result.index = i;
+    }
+  }
+  return result;
+}
+
+double ExpWeightsImpl(const WeightsPass& pass, float* HWY_RESTRICT weights, double* HWY_RESTRICT block_sums,
+                      double* HWY_RESTRICT rung_mass) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const auto vmax = hn::Set(d, pass.max);
+  const auto vinv = hn::Set(d, pass.inv_temp);
+  const auto vmin = hn::Set(d, pass.min_log_weight);
+  HWY_ALIGN float log_weights[kWeightBlock];
+  std::fill(rung_mass, rung_mass + pass.rung_count, 0.0);
+  double total = 0.0;
+  for (size_t begin = 0, block = 0; begin < pass.n; begin += kWeightBlock, ++block) {
+    const size_t len = std::min(kWeightBlock, pass.n - begin);
+    const float* HWY_RESTRICT logits = pass.logits + begin;
+    float* HWY_RESTRICT w_out = weights + begin;
+    auto sum = hn::Zero(d);
+    auto xmax = hn::Set(d, -kInf);
+    size_t i = 0;
+    for (; i + N <= len; i += N) {
+      const auto x = hn::Mul(hn::Sub(hn::LoadU(d, logits + i), vmax), vinv);
+      const auto w = hn::IfThenElseZero(hn::Ge(x, vmin), hn::Exp(d, x));
+      hn::Store(x, d, log_weights + i);
+      hn::StoreU(w, d, w_out + i);
+      sum = hn::Add(sum, w);
+      xmax = hn::Max(xmax, x);
+    }
+    float block_sum = hn::GetLane(hn::SumOfLanes(d, sum));
+    float block_xmax = hn::GetLane(hn::MaxOfLanes(d, xmax));
+    const size_t vector_end = i;
+    for (; i < len; ++i) {
+      const float x = (logits[i] - pass.max) * pass.inv_temp;
+      const float w = x >= pass.min_log_weight ? std::exp(x) : 0.0f;
+      log_weights[i] = x;
+      w_out[i] = w;
+      block_sum += w;
+      block_xmax = std::max(block_xmax, x);
+    }
+    block_sums[block] = block_sum;
+    total += block_sum;
+    // Most blocks of a peaked distribution hold no token near the top: they skip every rung.
+    for (size_t r = 0; r < pass.rung_count; ++r) {
+      const float rung = pass.rungs[r];
+      if (!(block_xmax >= rung)) continue;
+      const auto vrung = hn::Set(d, rung);
+      auto acc = hn::Zero(d);
+      for (size_t j = 0; j < vector_end; j += N) {
+        const auto keep = hn::Ge(hn::Load(d, log_weights + j), vrung);
+        acc = hn::Add(acc, hn::IfThenElseZero(keep, hn::LoadU(d, w_out + j)));
+      }
+      float mass = hn::GetLane(hn::SumOfLanes(d, acc));
+      for (size_t j = vector_end; j < len; ++j) {
+        if (log_weights[j] >= rung) mass += w_out[j];
+      }
+      rung_mass[r] += mass;
+    }
+  }
+  return total;
+}
+
+size_t CollectAtLeastImpl(const float* HWY_RESTRICT logits, size_t n, float max, float inv_temp,
+                          float min_log_weight, int32_t* HWY_RESTRICT out) {
+  const DF d;
+  const DI di;
+  const size_t N = hn::Lanes(d);
+  const auto vmax = hn::Set(d, max);
+  const auto vinv = hn::Set(d, inv_temp);
+  const auto vmin = hn::Set(d, min_log_weight);
+  auto index = hn::Iota(di, 0);
+  const auto step = hn::Set(di, static_cast<int32_t>(N));
+  size_t count = 0;
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto x = hn::Mul(hn::Sub(hn::LoadU(d, logits + i), vmax), vinv);
+    const auto keep = hn::Ge(x, vmin);
+    if (!hn::AllFalse(d, keep)) count += hn::CompressStore(index, hn::RebindMask(di, keep), di, out + count);
+    index = hn::Add(index, step);
+  }
+  for (; i < n; ++i) {
+    if ((logits[i] - max) * inv_temp >= min_log_weight) out[count++] = static_cast<int32_t>(i);
+  }
+  return count;
+}
+
+size_t CollectAboveImpl(const float* HWY_RESTRICT logits, size_t begin, size_t end, float threshold,
+                        int32_t* HWY_RESTRICT out) {
+  const DF d;
+  const DI di;
+  const size_t N = hn::Lanes(d);
+  const auto vthreshold = hn::Set(d, threshold);
+  auto index = hn::Iota(di, static_cast<int32_t>(begin));
+  const auto step = hn::Set(di, static_cast<int32_t>(N));
+  size_t count = 0;
+  size_t i = begin;
+  for (; i + N <= end; i += N) {
+    const auto keep = hn::Gt(hn::LoadU(d, logits + i), vthreshold);
+    if (!hn::AllFalse(d, keep)) count += hn::CompressStore(index, hn::RebindMask(di, keep), di, out + count);
+    index = hn::Add(index, step);
+  }
+  for (; i < end; ++i) {
+    if (logits[i] > threshold) out[count++] = static_cast<int32_t>(i);
+  }
+  return count;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gemmarun::sampling
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace gemmarun::sampling {
+
+HWY_EXPORT(ArgMaxImpl);
+HWY_EXPORT(ExpWeightsImpl);
+HWY_EXPORT(CollectAtLeastImpl);
+HWY_EXPORT(CollectAboveImpl);
+
+ArgMaxResult ArgMax(const float* x, size_t n) { return HWY_DYNAMIC_DISPATCH(ArgMaxImpl)(x, n); }
+double ExpWeights(const WeightsPass& pass, float* weights, double* block_sums, double* rung_mass) {
+  return HWY_DYNAMIC_DISPATCH(ExpWeightsImpl)(pass, weights, block_sums, rung_mass);
+}
+size_t CollectAtLeast(const float* logits, size_t n, float max, float inv_temp, float min_log_weight, int32_t* out) {
+  return HWY_DYNAMIC_DISPATCH(CollectAtLeastImpl)(logits, n, max, inv_temp, min_log_weight, out);
+}
+size_t CollectAbove(const float* logits, size_t begin, size_t end, float threshold, int32_t* out) {
+  return HWY_DYNAMIC_DISPATCH(CollectAboveImpl)(logits, begin, end, threshold, out);
+}
+
+}  // namespace gemmarun::sampling
+#endif  // HWY_ONCE
