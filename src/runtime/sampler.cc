@@ -15,7 +15,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // Log-weight thresholds (log p / p_max), highest first. Top-p collects the tokens above the
 // highest rung that holds enough mass, so the finer the ladder near 0, the fewer candidates a
-// peaked distribution hands to the quickselect; each rung costs a pass over the blocks that
+// peaked distribution hands to SelectMassPrefix; each rung costs a pass over the blocks that
 // reach it.
 constexpr float kRungs[] = {-0.5f, -1.0f, -1.5f, -2.0f, -2.5f, -3.0f, -3.5f, -4.0f,
                             -5.0f, -6.0f, -7.0f,  -8.0f, -10.0f, -12.0f, -16.0f, -24.0f};
@@ -23,8 +23,9 @@ static_assert(std::size(kRungs) <= sampling::kMaxRungs);
 // The rung sums and the candidates' own sum round differently: only trust a rung that holds
 // the target with room to spare (a rung too low only costs time, one too high would be wrong).
 constexpr double kRungMargin = 1.0 + 1e-5;
-// Below this many undecided candidates the quickselect sorts them instead.
+// SelectMassPrefix sorts ranges this small, and bins larger ones into at most kMaxBins.
 constexpr size_t kSortBelow = 48;
+constexpr size_t kMaxBins = 4096;
 
 template <class T>
 void GrowTo(std::vector<T>& v, size_t n) {
@@ -33,16 +34,6 @@ void GrowTo(std::vector<T>& v, size_t n) {
 
 bool Better(const Sampler::Candidate& a, const Sampler::Candidate& b) {
   return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-}
-
-const Sampler::Candidate& MedianOfThree(const Sampler::Candidate& a, const Sampler::Candidate& b,
-                                        const Sampler::Candidate& c) {
-  if (Better(a, b)) {
-    if (Better(b, c)) return b;
-    return Better(a, c) ? c : a;
-  }
-  if (Better(a, c)) return a;
-  return Better(b, c) ? c : b;
 }
 
 std::string PenaltyRangeError(const char* name, float value) {
@@ -71,27 +62,44 @@ Status ValidateSampling(const SamplingOptions& o) {
   return Status::Ok();
 }
 
-size_t SelectMassPrefix(std::span<Sampler::Candidate> c, double target) {
+size_t SelectMassPrefix(std::span<Sampler::Candidate> c, double target, std::vector<double>& bin_mass) {
   // [0, lo) is in the prefix, [hi, size) is not; `target` is what [lo, hi) still has to supply.
+  // Each round bins [lo, hi) by logit (a monotone key, so whole bins are in or out), finds the
+  // bin where the mass crosses the target, and narrows to it.
   size_t lo = 0;
   size_t hi = c.size();
   while (hi - lo > kSortBelow) {
-    const Sampler::Candidate pivot = MedianOfThree(c[lo], c[lo + (hi - lo) / 2], c[hi - 1]);
-    const auto first = c.begin() + lo;
-    const auto last = c.begin() + hi;
-    const auto mid = std::partition(first, last, [&](const Sampler::Candidate& x) { return Better(x, pivot); });
-    std::iter_swap(mid, std::find_if(mid, last, [&](const Sampler::Candidate& x) { return x.id == pivot.id; }));
-    const size_t pivot_at = static_cast<size_t>(mid - c.begin());
-    double better_mass = 0.0;
-    for (size_t i = lo; i < pivot_at; ++i) better_mass += c[i].weight;
-    if (better_mass >= target) {
-      hi = pivot_at;
-      continue;
+    float top = -kInf;
+    float bottom = kInf;
+    for (size_t i = lo; i < hi; ++i) {
+      top = std::max(top, c[i].logit);
+      if (c[i].logit > -kInf) bottom = std::min(bottom, c[i].logit);
     }
-    target -= better_mass;
-    if (c[pivot_at].weight >= target) return pivot_at + 1;
-    target -= c[pivot_at].weight;
-    lo = pivot_at + 1;
+    const float span = top - bottom;
+    if (!(span > 0.0f) || !std::isfinite(span)) break;  // all equal: the id order decides
+    const size_t bins = std::clamp<size_t>((hi - lo) / 4, 64, kMaxBins);
+    const float scale = static_cast<float>(bins - 1) / span;
+    const auto bin_of = [&](float logit) {
+      const float b = (top - logit) * scale;
+      return b < static_cast<float>(bins) ? static_cast<size_t>(b) : bins - 1;
+    };
+    bin_mass.assign(bins, 0.0);
+    for (size_t i = lo; i < hi; ++i) bin_mass[bin_of(c[i].logit)] += c[i].weight;
+    size_t crossing = 0;
+    double before = 0.0;
+    while (crossing < bins && before + bin_mass[crossing] < target) before += bin_mass[crossing++];
+    if (crossing == bins) return hi;
+    size_t front = lo;
+    for (size_t i = lo; i < hi; ++i) {
+      if (bin_of(c[i].logit) < crossing) std::swap(c[i], c[front++]);
+    }
+    size_t end = front;
+    for (size_t i = front; i < hi; ++i) {
+      if (bin_of(c[i].logit) == crossing) std::swap(c[i], c[end++]);
+    }
+    target -= before;
+    lo = front;
+    hi = end;
   }
   std::sort(c.begin() + lo, c.begin() + hi, Better);
   for (size_t i = lo; i < hi; ++i) {
@@ -159,7 +167,7 @@ int32_t Sampler::SampleTopK(std::span<const float> logits, float inv_temp) {
   const size_t k = static_cast<size_t>(options_.top_k);
   // Filter against the k-th best seen so far; prune back to k whenever `slack` more piled up.
   // Each prune costs O(k + slack) and drops >= slack ids, so the whole pass is O(n).
-  const size_t slack = std::max<size_t>(4096, k);
+  const size_t slack = std::max<size_t>(1024, k);
   GrowTo(ids_, k + 2 * slack + sampling::kCollectPadding);
   const auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
   size_t size = 0;
@@ -191,7 +199,7 @@ int32_t Sampler::SampleTopK(std::span<const float> logits, float inv_temp) {
     if (x >= min_log_weight_) candidates_[kept++] = Candidate{logits[id], weight, id};
   }
   size_t count = kept;
-  if (options_.top_p < 1.0f) count = SelectMassPrefix({candidates_.data(), kept}, options_.top_p * total);
+  if (options_.top_p < 1.0f) count = SelectMassPrefix({candidates_.data(), kept}, options_.top_p * total, bin_mass_);
   return Draw(count);
 }
 
@@ -218,7 +226,7 @@ int32_t Sampler::SampleTopP(std::span<const float> logits, float max, float inv_
     const int32_t id = ids_[i];
     candidates_[i] = Candidate{logits[id], weights_[id], id};
   }
-  return Draw(SelectMassPrefix({candidates_.data(), found}, target));
+  return Draw(SelectMassPrefix({candidates_.data(), found}, target, bin_mass_));
 }
 
 int32_t Sampler::SampleAll(std::span<const float> logits, float max, float inv_temp, size_t fallback) {

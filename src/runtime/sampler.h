@@ -14,7 +14,7 @@
 // A pass finds the max; top-k filters against a running k-th best and partitions the few
 // survivors; top-p computes all weights in one vectorised pass that also sums the mass above a
 // ladder of thresholds, collects only the tokens above the highest threshold that holds top_p of
-// the mass, and finds the prefix by a mass-guided quickselect; plain temperature and min-p
+// the mass, and finds the prefix by histograms of the candidates' mass by logit; plain temperature and min-p
 // draw from block sums of the weights.
 #pragma once
 
@@ -61,6 +61,7 @@ class Sampler {
   std::vector<double> block_sums_;
   std::vector<int32_t> ids_;
   std::vector<Candidate> candidates_;
+  std::vector<double> bin_mass_;  // SelectMassPrefix's histogram
   std::vector<int32_t> window_;  // repetition-penalty window, deduplicated
   // Presence/frequency: how often each id was generated, and the ids with a count.
   std::vector<int32_t> counts_;
@@ -71,7 +72,8 @@ class Sampler {
 
 // Reorders `candidates` so that its first `result` entries are the smallest prefix, in order of
 // decreasing logit (then increasing id), whose weights sum to >= target; all of them when the
-// total falls short. The entries of the prefix are left in no particular order. Expected O(n).
-size_t SelectMassPrefix(std::span<Sampler::Candidate> candidates, double target);
+// total falls short. The entries of the prefix are left in no particular order. O(n) but for
+// runs of equal logits, which are sorted; `bin_mass` is scratch space.
+size_t SelectMassPrefix(std::span<Sampler::Candidate> candidates, double target, std::vector<double>& bin_mass);
 
 }  // namespace gemmarun

@@ -92,21 +92,32 @@ double ExpWeightsImpl(const WeightsPass& pass, float* HWY_RESTRICT weights, doub
     }
     block_sums[block] = block_sum;
     total += block_sum;
-    // Most blocks of a peaked distribution hold no token near the top: they skip every rung.
-    for (size_t r = 0; r < pass.rung_count; ++r) {
-      const float rung = pass.rungs[r];
-      if (!(block_xmax >= rung)) continue;
-      const auto vrung = hn::Set(d, rung);
-      auto acc = hn::Zero(d);
+    // Four rungs per sweep over the block (it is in L1). Rungs come highest first, so a group
+    // whose last rung is above the block's max adds nothing: most blocks of a peaked
+    // distribution skip every group.
+    for (size_t g = 0; g < pass.rung_count; g += 4) {
+      float r[4];
+      for (size_t k = 0; k < 4; ++k) r[k] = g + k < pass.rung_count ? pass.rungs[g + k] : kInf;
+      const float lowest = std::min(std::min(r[0], r[1]), std::min(r[2], r[3]));
+      if (!(block_xmax >= lowest)) continue;
+      const auto v0 = hn::Set(d, r[0]), v1 = hn::Set(d, r[1]), v2 = hn::Set(d, r[2]), v3 = hn::Set(d, r[3]);
+      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
       for (size_t j = 0; j < vector_end; j += N) {
-        const auto keep = hn::Ge(hn::Load(d, log_weights + j), vrung);
-        acc = hn::Add(acc, hn::IfThenElseZero(keep, hn::LoadU(d, w_out + j)));
+        const auto x = hn::Load(d, log_weights + j);
+        const auto w = hn::LoadU(d, w_out + j);
+        a0 = hn::Add(a0, hn::IfThenElseZero(hn::Ge(x, v0), w));
+        a1 = hn::Add(a1, hn::IfThenElseZero(hn::Ge(x, v1), w));
+        a2 = hn::Add(a2, hn::IfThenElseZero(hn::Ge(x, v2), w));
+        a3 = hn::Add(a3, hn::IfThenElseZero(hn::Ge(x, v3), w));
       }
-      float mass = hn::GetLane(hn::SumOfLanes(d, acc));
+      float mass[4] = {hn::GetLane(hn::SumOfLanes(d, a0)), hn::GetLane(hn::SumOfLanes(d, a1)),
+                       hn::GetLane(hn::SumOfLanes(d, a2)), hn::GetLane(hn::SumOfLanes(d, a3))};
       for (size_t j = vector_end; j < len; ++j) {
-        if (log_weights[j] >= rung) mass += w_out[j];
+        for (size_t k = 0; k < 4; ++k) {
+          if (log_weights[j] >= r[k]) mass[k] += w_out[j];
+        }
       }
-      rung_mass[r] += mass;
+      for (size_t k = 0; k < 4 && g + k < pass.rung_count; ++k) rung_mass[g + k] += mass[k];
     }
   }
   return total;

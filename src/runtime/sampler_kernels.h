@@ -27,7 +27,7 @@ struct WeightsPass {
   float max = 0.0f;
   float inv_temp = 1.0f;
   float min_log_weight = 0.0f;  // tokens with x below it get weight 0 (min-p); -inf keeps all
-  const float* rungs = nullptr;  // x thresholds: the mass of the tokens at or above each
+  const float* rungs = nullptr;  // x thresholds, highest first: the mass of the tokens at or above each
   size_t rung_count = 0;         // <= kMaxRungs
 };
 // Writes weights[i] = exp(x_i) (0 below min_log_weight), block_sums[b] = the sum over block b
