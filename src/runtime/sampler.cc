@@ -62,7 +62,7 @@ Status ValidateSampling(const SamplingOptions& o) {
   return Status::Ok();
 }
 
-size_t SelectMassPrefix(std::span<Sampler::Candidate> c, double target, std::vector<double>& bin_mass) {
+size_t SelectMassPrefix(std::span<Sampler::Candidate> c, double target, Sampler::MassPrefixScratch& scratch) {
   // [0, lo) is in the prefix, [hi, size) is not; `target` is what [lo, hi) still has to supply.
   // Each round bins [lo, hi) by logit (a monotone key, so whole bins are in or out), finds the
   // bin where the mass crosses the target, and narrows to it.
@@ -83,23 +83,33 @@ size_t SelectMassPrefix(std::span<Sampler::Candidate> c, double target, std::vec
       const float b = (top - logit) * scale;
       return b < static_cast<float>(bins) ? static_cast<size_t>(b) : bins - 1;
     };
+    std::vector<double>& bin_mass = scratch.bin_mass;
     bin_mass.assign(bins, 0.0);
     for (size_t i = lo; i < hi; ++i) bin_mass[bin_of(c[i].logit)] += c[i].weight;
     size_t crossing = 0;
     double before = 0.0;
     while (crossing < bins && before + bin_mass[crossing] < target) before += bin_mass[crossing++];
     if (crossing == bins) return hi;
-    size_t front = lo;
+    // Move the bins before the crossing to the front and the crossing bin after them. Written
+    // without branches (a cursor advances or not), since whether a token is in is a coin flip.
+    const size_t len = hi - lo;
+    GrowTo(scratch.spare, 2 * len + 2);
+    Sampler::Candidate* in = scratch.spare.data();
+    Sampler::Candidate* at_crossing = in + len + 1;
+    size_t ins = 0;
+    size_t crossings = 0;
     for (size_t i = lo; i < hi; ++i) {
-      if (bin_of(c[i].logit) < crossing) std::swap(c[i], c[front++]);
+      const size_t bin = bin_of(c[i].logit);
+      in[ins] = c[i];
+      at_crossing[crossings] = c[i];
+      ins += bin < crossing;
+      crossings += bin == crossing;
     }
-    size_t end = front;
-    for (size_t i = front; i < hi; ++i) {
-      if (bin_of(c[i].logit) == crossing) std::swap(c[i], c[end++]);
-    }
+    std::copy(in, in + ins, c.begin() + lo);
+    std::copy(at_crossing, at_crossing + crossings, c.begin() + lo + ins);
     target -= before;
-    lo = front;
-    hi = end;
+    lo += ins;
+    hi = lo + crossings;
   }
   std::sort(c.begin() + lo, c.begin() + hi, Better);
   for (size_t i = lo; i < hi; ++i) {
@@ -199,7 +209,7 @@ int32_t Sampler::SampleTopK(std::span<const float> logits, float inv_temp) {
     if (x >= min_log_weight_) candidates_[kept++] = Candidate{logits[id], weight, id};
   }
   size_t count = kept;
-  if (options_.top_p < 1.0f) count = SelectMassPrefix({candidates_.data(), kept}, options_.top_p * total, bin_mass_);
+  if (options_.top_p < 1.0f) count = SelectMassPrefix({candidates_.data(), kept}, options_.top_p * total, mass_prefix_scratch_);
   return Draw(count);
 }
 
@@ -226,7 +236,7 @@ int32_t Sampler::SampleTopP(std::span<const float> logits, float max, float inv_
     const int32_t id = ids_[i];
     candidates_[i] = Candidate{logits[id], weights_[id], id};
   }
-  return Draw(SelectMassPrefix({candidates_.data(), found}, target, bin_mass_));
+  return Draw(SelectMassPrefix({candidates_.data(), found}, target, mass_prefix_scratch_));
 }
 
 int32_t Sampler::SampleAll(std::span<const float> logits, float max, float inv_temp, size_t fallback) {

@@ -44,6 +44,11 @@ class Sampler {
     float weight;  // exp((logit - max) / temperature)
     int32_t id;
   };
+  // SelectMassPrefix's buffers, kept across calls.
+  struct MassPrefixScratch {
+    std::vector<double> bin_mass;
+    std::vector<Candidate> spare;
+  };
 
  private:
   void ApplyPenalties(std::span<float> logits, std::span<const int32_t> history);
@@ -61,7 +66,7 @@ class Sampler {
   std::vector<double> block_sums_;
   std::vector<int32_t> ids_;
   std::vector<Candidate> candidates_;
-  std::vector<double> bin_mass_;  // SelectMassPrefix's histogram
+  MassPrefixScratch mass_prefix_scratch_;
   std::vector<int32_t> window_;  // repetition-penalty window, deduplicated
   // Presence/frequency: how often each id was generated, and the ids with a count.
   std::vector<int32_t> counts_;
@@ -73,7 +78,7 @@ class Sampler {
 // Reorders `candidates` so that its first `result` entries are the smallest prefix, in order of
 // decreasing logit (then increasing id), whose weights sum to >= target; all of them when the
 // total falls short. The entries of the prefix are left in no particular order. O(n) but for
-// runs of equal logits, which are sorted; `bin_mass` is scratch space.
-size_t SelectMassPrefix(std::span<Sampler::Candidate> candidates, double target, std::vector<double>& bin_mass);
+// runs of equal logits, which are sorted.
+size_t SelectMassPrefix(std::span<Sampler::Candidate> candidates, double target, Sampler::MassPrefixScratch& scratch);
 
 }  // namespace gemmarun

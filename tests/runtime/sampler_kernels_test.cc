@@ -156,7 +156,7 @@ TEST(SamplerKernels, SelectMassPrefixKeepsTheSortedPrefix) {
         const double target = share * total;
         const size_t want = SortedMassPrefix(c, target);
         std::vector<Sampler::Candidate> got = c;
-        std::vector<double> scratch;
+        Sampler::MassPrefixScratch scratch;
         const size_t count = SelectMassPrefix(got, target, scratch);
         ASSERT_EQ(count, want) << n << " " << share;
         // Same members as the sorted prefix (the order inside is free).
