@@ -14,8 +14,8 @@
 // A pass finds the max; top-k filters against a running k-th best and partitions the few
 // survivors; top-p computes all weights in one vectorised pass that also sums the mass above a
 // ladder of thresholds, collects only the tokens above the highest threshold that holds top_p of
-// the mass, and finds the prefix by histograms of the candidates' mass by logit; plain temperature and min-p
-// draw from block sums of the weights.
+// the mass, and finds the prefix by histograms of the candidates' mass by logit; plain
+// temperature and min-p draw from block sums of the weights.
 #pragma once
 
 #include <cstdint>

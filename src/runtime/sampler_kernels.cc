@@ -54,8 +54,10 @@ ArgMaxResult ArgMaxImpl(const float* HWY_RESTRICT x, size_t n) {
   return result;
 }
 
-double ExpWeightsImpl(const WeightsPass& pass, float* HWY_RESTRICT weights, double* HWY_RESTRICT block_sums,
-                      double* HWY_RESTRICT rung_mass) {
+// kRungs / kMinP drop the work a pass without rungs or without min-p does not need.
+template <bool kRungs, bool kMinP>
+double ExpWeightsT(const WeightsPass& pass, float* HWY_RESTRICT weights, double* HWY_RESTRICT block_sums,
+                   double* HWY_RESTRICT rung_mass) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const auto vmax = hn::Set(d, pass.max);
@@ -73,11 +75,26 @@ double ExpWeightsImpl(const WeightsPass& pass, float* HWY_RESTRICT weights, doub
     size_t i = 0;
     for (; i + N <= len; i += N) {
       const auto x = hn::Mul(hn::Sub(hn::LoadU(d, logits + i), vmax), vinv);
-      const auto w = hn::IfThenElseZero(hn::Ge(x, vmin), hn::Exp(d, x));
-      hn::Store(x, d, log_weights + i);
+      auto w = hn::Exp(d, x);
+      if constexpr (kMinP) w = hn::IfThenElseZero(hn::Ge(x, vmin), w);
       hn::StoreU(w, d, w_out + i);
       sum = hn::Add(sum, w);
-      xmax = hn::Max(xmax, x);
+      if constexpr (kRungs) {
+        hn::Store(x, d, log_weights + i);
+        xmax = hn::Max(xmax, x);
+      }
+    }
+    if constexpr (!kRungs) {
+      float block_sum = hn::GetLane(hn::SumOfLanes(d, sum));
+      for (; i < len; ++i) {
+        const float x = (logits[i] - pass.max) * pass.inv_temp;
+        const float w = !kMinP || x >= pass.min_log_weight ? std::exp(x) : 0.0f;
+        w_out[i] = w;
+        block_sum += w;
+      }
+      block_sums[block] = block_sum;
+      total += block_sum;
+      continue;
     }
     float block_sum = hn::GetLane(hn::SumOfLanes(d, sum));
     float block_xmax = hn::GetLane(hn::MaxOfLanes(d, xmax));
@@ -121,6 +138,17 @@ double ExpWeightsImpl(const WeightsPass& pass, float* HWY_RESTRICT weights, doub
     }
   }
   return total;
+}
+
+double ExpWeightsImpl(const WeightsPass& pass, float* HWY_RESTRICT weights, double* HWY_RESTRICT block_sums,
+                      double* HWY_RESTRICT rung_mass) {
+  const bool min_p = pass.min_log_weight > -kInf;
+  if (pass.rung_count > 0) {
+    return min_p ? ExpWeightsT<true, true>(pass, weights, block_sums, rung_mass)
+                 : ExpWeightsT<true, false>(pass, weights, block_sums, rung_mass);
+  }
+  return min_p ? ExpWeightsT<false, true>(pass, weights, block_sums, rung_mass)
+               : ExpWeightsT<false, false>(pass, weights, block_sums, rung_mass);
 }
 
 size_t CollectAtLeastImpl(const float* HWY_RESTRICT logits, size_t n, float max, float inv_temp,
