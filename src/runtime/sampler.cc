@@ -161,13 +161,15 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
   GR_CHECK(!logits.empty()) << "Sampler::Sample: no logits";
   ApplyPenalties(logits, history);
   const size_t n = logits.size();
-  const sampling::ArgMaxResult best = sampling::ArgMax(logits.data(), n);
-  if (options_.temperature <= 0.0f) return static_cast<int32_t>(best.index);
   const float inv_temp = 1.0f / options_.temperature;
-  // Nothing to weigh: every logit -inf/NaN, an infinite one, or a temperature so small that
-  // only the argmax can carry weight.
-  if (!std::isfinite(best.value) || !std::isfinite(inv_temp)) return static_cast<int32_t>(best.index);
+  // A temperature so small that only the argmax can carry weight is greedy too.
+  if (options_.temperature <= 0.0f || !std::isfinite(inv_temp)) {
+    return static_cast<int32_t>(sampling::ArgMax(logits.data(), n).index);
+  }
   if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < n) return SampleTopK(logits, inv_temp);
+  const sampling::ArgMaxResult best = sampling::ArgMax(logits.data(), n);
+  // Nothing to weigh: every logit -inf/NaN, or an infinite one that takes all the weight.
+  if (!std::isfinite(best.value)) return static_cast<int32_t>(best.index);
   if (options_.top_p < 1.0f) return SampleTopP(logits, best.value, inv_temp);
   return SampleAll(logits, best.value, inv_temp, best.index);
 }
@@ -194,9 +196,11 @@ int32_t Sampler::SampleTopK(std::span<const float> logits, float inv_temp) {
     std::nth_element(ids_.begin(), ids_.begin() + (k - 1), ids_.begin() + size, better);
     size = k;
   }
-  GR_CHECK(size > 0) << "top-k found no finite logit";  // Sample() returned early for those rows
-  float max = -kInf;
-  for (size_t i = 0; i < size; ++i) max = std::max(max, logits[ids_[i]]);
+  // No finite logit (all -inf/NaN), or a +inf one: as greedy, the first of the largest.
+  if (size == 0) return static_cast<int32_t>(sampling::ArgMax(logits.data(), n).index);
+  const int32_t first = *std::min_element(ids_.begin(), ids_.begin() + size, better);
+  const float max = logits[first];
+  if (!std::isfinite(max)) return first;
   // The softmax (and so top-p's mass) is over the k kept tokens.
   GrowTo(candidates_, size);
   double total = 0.0;

@@ -88,7 +88,7 @@ double ExpWeightsT(const WeightsPass& pass, float* HWY_RESTRICT weights, double*
       float block_sum = hn::GetLane(hn::SumOfLanes(d, sum));
       for (; i < len; ++i) {
         const float x = (logits[i] - pass.max) * pass.inv_temp;
-        const float w = !kMinP || x >= pass.min_log_weight ? std::exp(x) : 0.0f;
+        const float w = x >= pass.min_log_weight ? std::exp(x) : 0.0f;  // NaN: 0, as in the vector part
         w_out[i] = w;
         block_sum += w;
       }

@@ -314,6 +314,39 @@ TEST(SamplerGreedy, ArgmaxWithTiesToTheLowestId) {
   EXPECT_EQ(sampler.Sample(small, {}), 1);
 }
 
+TEST(SamplerEdges, MaskedNaNAndInfiniteLogits) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<SamplingOptions> modes = {Options(1.0f), Options(1.0f, 3), Options(1.0f, 0, 0.9f),
+                                              Options(1.0f, 0, 1.0f, 0.01f), Options(0.0f)};
+  for (const SamplingOptions& o : modes) {
+    Sampler sampler(o);
+    // -inf (masked) and NaN tokens are never drawn; the others are.
+    std::vector<float> masked(43, -inf);  // 43: a scalar tail on every vector width
+    masked[5] = std::nanf("");
+    masked[41] = std::nanf("");
+    masked[17] = 0.0f;
+    masked[30] = 0.1f;
+    int drawn_17 = 0;
+    for (int i = 0; i < 200; ++i) {
+      const int32_t id = sampler.Sample(masked, {});
+      EXPECT_TRUE(id == 17 || id == 30) << id;
+      drawn_17 += id == 17;
+    }
+    // Both are drawn (p = 0.475 and 0.525; top-p 0.9 keeps both) unless greedy.
+    if (o.temperature > 0.0f) {
+      EXPECT_GT(drawn_17, 40);
+      EXPECT_LT(drawn_17, 160);
+    }
+    // A +inf logit takes all the weight.
+    std::vector<float> with_inf(40, 1.0f);
+    with_inf[12] = inf;
+    EXPECT_EQ(sampler.Sample(with_inf, {}), 12);
+    // Nothing finite at all: a valid id, as greedy would give.
+    std::vector<float> nothing(40, -inf);
+    EXPECT_EQ(sampler.Sample(nothing, {}), 0);
+  }
+}
+
 TEST(SamplerPenalties, RepeatPresenceAndFrequencyChangeTheRightLogits) {
   SamplingOptions o;  // greedy: the penalties still apply, and the logits show them
   o.repeat_penalty = 2.0f;
