@@ -83,6 +83,12 @@ void AddSamplingFlags(CLI::App* app, SamplingOptions* sampling) {
       ->check(CLI::PositiveNumber);
   app->add_option("--repeat-last-n", sampling->repeat_last_n, "tokens the penalty looks back over")
       ->check(CLI::NonNegativeNumber);
+  app->add_option("--presence-penalty", sampling->presence_penalty,
+                  "subtract this from the logit of every token generated so far, in [-2, 2]")
+      ->check(CLI::Range(-2.0, 2.0));
+  app->add_option("--frequency-penalty", sampling->frequency_penalty,
+                  "subtract this times its count from the logit of every token generated so far, in [-2, 2]")
+      ->check(CLI::Range(-2.0, 2.0));
   app->add_option("--seed", sampling->seed, "random seed (same seed, same text)");
 }
 

@@ -12,6 +12,11 @@ struct SamplingOptions {
   float min_p = 0.0f;           // drop tokens below min_p * p(most likely)
   float repeat_penalty = 1.0f;  // llama.cpp-style: divide positive / multiply negative logits
   int repeat_last_n = 64;       // tokens the penalty looks back over
+  // OpenAI/vLLM-style, in [-2, 2], after the repeat penalty: logit[id] -= presence_penalty *
+  // (count > 0) + frequency_penalty * count, with count = how often id was generated so far in
+  // this request (the prompt does not count). Negative values encourage repeats.
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
   uint64_t seed = 0;            // same seed, same prompt, same options: same text
 };
 

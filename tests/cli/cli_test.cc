@@ -206,6 +206,9 @@ TEST(CliTest, BadFlagValuesAreRejected) {
   EXPECT_EQ(RunGemmarun("generate" + model + "--top-p 2").exit_code, 1);
   EXPECT_EQ(RunGemmarun("generate" + model + "--min-p -0.5").exit_code, 1);
   EXPECT_EQ(RunGemmarun("generate" + model + "--repeat-penalty 0").exit_code, 1);
+  EXPECT_EQ(RunGemmarun("generate" + model + "--presence-penalty 2.5").exit_code, 1);
+  EXPECT_EQ(RunGemmarun("generate" + model + "--frequency-penalty -3").exit_code, 1);
+  EXPECT_EQ(RunGemmarun("generate" + model + "--presence-penalty 1.5 --frequency-penalty -0.5 --temp 0.7").exit_code, 0);
   ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,x,3"), "is not a token id");
   ExpectOneLineError(RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,99999"), "outside the vocabulary");
 }
