@@ -21,15 +21,35 @@ class ThreadPool;
 // sums stay f32. Other weight types are unaffected.
 enum class MatMulPrecision { kF32, kBF16 };
 
-struct AttentionArgs {
-  TensorView q;        // [num_tokens, num_heads, head_dim] f32, RoPE applied
-  TensorView k_cache;  // [capacity, num_kv_heads, head_dim] f32
-  TensorView v_cache;  // [capacity, num_kv_heads, head_dim] f32
-  TensorView out;      // [num_tokens, num_heads, head_dim] f32
-  int64_t first_index = 0;  // sequence index of q's row 0; rows are consecutive
-  int64_t capacity = 0;     // cache slots; sequence index i lives in slot i % capacity
-  int64_t window = 0;       // keys visible to a query, itself included; 0 = all earlier keys
+// The K/V of one attention layer in a paged pool shared by many sequences. Slot
+// s = block * block_size + offset holds one position's keys (values) for every
+// KV head, in the cache's dtype (f32, f16, bf16 or q8_0; a q8_0 row is one
+// head's head_dim values, so head_dim must be a multiple of 32).
+struct KvCacheView {
+  TensorView k;  // [num_blocks * block_size, num_kv_heads, head_dim]
+  TensorView v;  // same shape and dtype as k
+  int64_t block_size = 0;
+};
+
+// One sequence's rows of a batched Attention call. Its rows are consecutive in
+// q/out and are consecutive positions of the sequence.
+struct AttentionSequence {
+  int64_t first_row = 0;    // row of q/out holding the sequence's first query
+  int64_t num_rows = 0;
+  int64_t first_index = 0;  // sequence index (position) of that first query
   int64_t prefix_end = 0;   // indices < prefix_end see each other both ways (prefix-LM)
+  // Logical block b (sequence indices [b * block_size, (b + 1) * block_size))
+  // lives in physical block block_table[b]. Blocks that no query of this call
+  // can see (left behind by a sliding window) may be -1.
+  std::span<const int32_t> block_table;
+};
+
+struct AttentionArgs {
+  TensorView q;    // [num_tokens, num_heads, head_dim] f32, RoPE applied
+  TensorView out;  // [num_tokens, num_heads, head_dim] f32
+  KvCacheView cache;
+  std::span<const AttentionSequence> sequences;  // cover q's rows, in any order
+  int64_t window = 0;       // keys visible to a query, itself included; 0 = all earlier keys
   float scale = 1.0f;       // multiplies q·k
   float softcap = 0.0f;     // scores = softcap * tanh(scores / softcap) when > 0
 };
@@ -56,7 +76,14 @@ class Backend {
   // rotary_dim dims; row t's angle is positions[t] * theta^(-2i/rotary_dim) / position_scale.
   virtual void Rope(const TensorView& x, std::span<const float> positions, int rotary_dim,
                     float theta, float position_scale) = 0;
+  // A query at sequence index i sees the keys j <= i (and every j < prefix_end
+  // when i < prefix_end), limited to j > i - window when window > 0. The keys of
+  // the call's own rows must already be in the cache (WriteKv first).
   virtual void Attention(const AttentionArgs& args) = 0;
+  // Stores row t of k and v ([num_tokens, num_kv_heads * head_dim] f32) in cache
+  // slot slots[t], converted to the cache's dtype (vLLM's reshape_and_cache).
+  virtual void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
+                       const KvCacheView& cache) = 0;
   // out = gelu_tanh(gate) * up, elementwise (out may alias gate).
   virtual void GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) = 0;
   // In place gelu_tanh.

@@ -62,9 +62,10 @@ void Rope(const OpContext& ctx, const TensorView& x, std::span<const float> posi
 
 void Attention(const OpContext& ctx, const AttentionArgs& args) {
   CheckF32(args.q, "Attention", "q");
-  GR_CHECK(args.q.shape.rank() == 3 && args.k_cache.shape.rank() == 3 && args.out.shape == args.q.shape);
-  GR_CHECK(args.k_cache.shape == args.v_cache.shape && args.k_cache.shape[0] == args.capacity);
-  GR_CHECK(args.q.shape[2] == args.k_cache.shape[2] && args.q.shape[1] % args.k_cache.shape[1] == 0);
+  const TensorView& k = args.cache.k;
+  GR_CHECK(args.q.shape.rank() == 3 && k.shape.rank() == 3 && args.out.shape == args.q.shape);
+  GR_CHECK(k.shape == args.cache.v.shape && k.dtype == args.cache.v.dtype && args.cache.block_size > 0);
+  GR_CHECK(args.q.shape[2] == k.shape[2] && args.q.shape[1] % k.shape[1] == 0);
   ctx.backend->Attention(args);
 }
 

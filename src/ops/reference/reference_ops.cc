@@ -71,36 +71,52 @@ std::vector<float> Rope(const TensorView& x, std::span<const float> positions, i
   return out;
 }
 
+namespace {
+// One cached K or V row of sequence index j, dequantized to f32.
+std::vector<float> CachedRow(const TensorView& cache, int64_t block_size, std::span<const int32_t> table,
+                             int64_t j, int64_t kv_head) {
+  const int64_t head_dim = cache.shape[2];
+  const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+  const uint8_t* row = static_cast<const uint8_t*>(cache.data) +
+                       (slot * cache.shape[1] + kv_head) * RowBytes(cache.dtype, head_dim);
+  std::vector<float> values(head_dim);
+  DequantizeRow(cache.dtype, row, values.data(), head_dim);
+  return values;
+}
+}  // namespace
+
 std::vector<float> Attention(const AttentionArgs& args) {
   const int64_t tokens = args.q.shape[0], heads = args.q.shape[1], head_dim = args.q.shape[2];
-  const int64_t kv_heads = args.k_cache.shape[1];
+  const int64_t kv_heads = args.cache.k.shape[1], block_size = args.cache.block_size;
   std::vector<float> out(tokens * heads * head_dim, 0.0f);
-  for (int64_t t = 0; t < tokens; ++t) {
-    const int64_t index = args.first_index + t;
-    for (int64_t h = 0; h < heads; ++h) {
-      const int64_t kv = h / (heads / kv_heads);
-      std::vector<double> scores;
-      std::vector<int64_t> keys;
-      for (int64_t j = 0; j < std::max(index + 1, args.prefix_end); ++j) {
-        const bool visible = j <= index || (index < args.prefix_end && j < args.prefix_end);
-        const bool in_window = args.window == 0 || j > index - args.window;
-        if (!visible || !in_window) continue;
-        double s = 0.0;
-        const float* k = args.k_cache.f32() + ((j % args.capacity) * kv_heads + kv) * head_dim;
-        const float* q = args.q.f32() + (t * heads + h) * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) s += static_cast<double>(q[i]) * k[i];
-        s *= args.scale;
-        if (args.softcap > 0) s = args.softcap * std::tanh(s / args.softcap);
-        scores.push_back(s);
-        keys.push_back(j);
-      }
-      const double max_score = *std::max_element(scores.begin(), scores.end());
-      double total = 0.0;
-      for (double& s : scores) total += (s = std::exp(s - max_score));
-      for (size_t n = 0; n < keys.size(); ++n) {
-        const float* v = args.v_cache.f32() + ((keys[n] % args.capacity) * kv_heads + kv) * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) {
-          out[(t * heads + h) * head_dim + i] += static_cast<float>(scores[n] / total * v[i]);
+  for (const AttentionSequence& seq : args.sequences) {
+    for (int64_t r = 0; r < seq.num_rows; ++r) {
+      const int64_t t = seq.first_row + r, index = seq.first_index + r;
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t kv = h / (heads / kv_heads);
+        std::vector<double> scores;
+        std::vector<int64_t> keys;
+        for (int64_t j = 0; j < std::max(index + 1, seq.prefix_end); ++j) {
+          const bool visible = j <= index || (index < seq.prefix_end && j < seq.prefix_end);
+          const bool in_window = args.window == 0 || j > index - args.window;
+          if (!visible || !in_window) continue;
+          const std::vector<float> k = CachedRow(args.cache.k, block_size, seq.block_table, j, kv);
+          const float* q = args.q.f32() + (t * heads + h) * head_dim;
+          double s = 0.0;
+          for (int64_t i = 0; i < head_dim; ++i) s += static_cast<double>(q[i]) * k[i];
+          s *= args.scale;
+          if (args.softcap > 0) s = args.softcap * std::tanh(s / args.softcap);
+          scores.push_back(s);
+          keys.push_back(j);
+        }
+        const double max_score = *std::max_element(scores.begin(), scores.end());
+        double total = 0.0;
+        for (double& s : scores) total += (s = std::exp(s - max_score));
+        for (size_t n = 0; n < keys.size(); ++n) {
+          const std::vector<float> v = CachedRow(args.cache.v, block_size, seq.block_table, keys[n], kv);
+          for (int64_t i = 0; i < head_dim; ++i) {
+            out[(t * heads + h) * head_dim + i] += static_cast<float>(scores[n] / total * v[i]);
+          }
         }
       }
     }

@@ -1,0 +1,590 @@
+// Matrix-vector (and up to 8-row) products for decode, written for HBM: each warp
+// streams one weight row (or a K-slice of it when there are too few rows to fill
+// the GPU) with 16-byte loads, dequantizes in registers and keeps one partial sum
+// per activation row. Quantized rows are not 16-byte aligned block by block, so a
+// warp stages an aligned window of whole blocks in shared memory and decodes from
+// there, loading the next window while it computes on this one.
+#include <algorithm>
+
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.h"
+
+namespace gemmarun::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;  // one row per warp
+constexpr int kThreads = kWarpsPerBlock * 32;
+// Enough warps in flight for HBM: below this many (row, slice) pairs, K is split.
+constexpr int64_t kTargetWarps = 16384;
+
+__device__ __forceinline__ uint4 LoadStreaming(const uint4* p) { return __ldcs(p); }
+
+template <class W>
+struct FloatUnpack;
+template <>
+struct FloatUnpack<float> {
+  static constexpr int kPer = 4;
+  __device__ static void Run(const uint4& raw, float* out) {
+    out[0] = __uint_as_float(raw.x);
+    out[1] = __uint_as_float(raw.y);
+    out[2] = __uint_as_float(raw.z);
+    out[3] = __uint_as_float(raw.w);
+  }
+};
+template <>
+struct FloatUnpack<__half> {
+  static constexpr int kPer = 8;
+  __device__ static void Run(const uint4& raw, float* out) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = HalfBits(words[i] & 0xffff);
+      out[2 * i + 1] = HalfBits(words[i] >> 16);
+    }
+  }
+};
+template <>
+struct FloatUnpack<__nv_bfloat16> {
+  static constexpr int kPer = 8;
+  __device__ static void Run(const uint4& raw, float* out) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(words[i] << 16);
+      out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+    }
+  }
+};
+
+template <int T>
+__device__ __forceinline__ void Accumulate4(float (&acc)[T], const float* w4, const float* x, int64_t k,
+                                            int64_t col, int t_count) {
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    if (t < t_count) {
+      const float4 xv = __ldg(reinterpret_cast<const float4*>(x + t * k + col));
+      acc[t] += w4[0] * xv.x + w4[1] * xv.y + w4[2] * xv.z + w4[3] * xv.w;
+    }
+  }
+}
+
+// Writes the warp's sums: straight to out (+bias) without a split, else to partials[split].
+template <int T>
+__device__ __forceinline__ void StoreSums(float (&acc)[T], int lane, int64_t row, int64_t n, int t_count,
+                                          const float* bias, float* out, float* partials) {
+#pragma unroll
+  for (int t = 0; t < T; ++t) acc[t] = WarpSum(acc[t]);
+  if (lane != 0) return;
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    if (t >= t_count) continue;
+    if (gridDim.y == 1) {
+      out[t * n + row] = acc[t] + (bias ? bias[row] : 0.0f);
+    } else {
+      partials[(static_cast<int64_t>(blockIdx.y) * t_count + t) * n + row] = acc[t];
+    }
+  }
+}
+
+// Float weights; the vector path needs k a multiple of 16 bytes' worth of
+// elements and aligned w and x, the scalar path takes anything.
+template <class W, int T, bool kVector>
+__global__ void __launch_bounds__(kThreads) GemvFloat(const W* __restrict__ w, int64_t n, int64_t k,
+                                                      int64_t k_slice, const float* __restrict__ x, int t_count,
+                                                      const float* __restrict__ bias, float* __restrict__ out,
+                                                      float* __restrict__ partials) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (row >= n) return;
+  const int64_t k_begin = blockIdx.y * k_slice, k_end = min(k, k_begin + k_slice);
+  float acc[T];
+#pragma unroll
+  for (int t = 0; t < T; ++t) acc[t] = 0.0f;
+  const W* w_row = w + row * k;
+  if constexpr (kVector) {
+    constexpr int kPer = FloatUnpack<W>::kPer;
+    constexpr int kUnroll = 4;
+    const uint4* vec = reinterpret_cast<const uint4*>(w_row);
+    const int64_t v_begin = k_begin / kPer, v_end = k_end / kPer;
+    int64_t v = v_begin + lane;
+    for (; v + 32 * (kUnroll - 1) < v_end; v += 32 * kUnroll) {
+      uint4 raw[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) raw[u] = LoadStreaming(vec + v + 32 * u);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float wf[kPer];
+        FloatUnpack<W>::Run(raw[u], wf);
+#pragma unroll
+        for (int j = 0; j < kPer; j += 4) Accumulate4<T>(acc, wf + j, x, k, (v + 32 * u) * kPer + j, t_count);
+      }
+    }
+    for (; v < v_end; v += 32) {
+      float wf[kPer];
+      FloatUnpack<W>::Run(LoadStreaming(vec + v), wf);
+#pragma unroll
+      for (int j = 0; j < kPer; j += 4) Accumulate4<T>(acc, wf + j, x, k, v * kPer + j, t_count);
+    }
+  } else {
+    for (int64_t i = k_begin + lane; i < k_end; i += 32) {
+      float wv;
+      if constexpr (sizeof(W) == 4) {
+        wv = w_row[i];
+      } else if constexpr (std::is_same_v<W, __half>) {
+        wv = __half2float(w_row[i]);
+      } else {
+        wv = __bfloat162float(w_row[i]);
+      }
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        if (t < t_count) acc[t] += wv * x[t * k + i];
+      }
+    }
+  }
+  StoreSums<T>(acc, lane, row, n, t_count, bias, out, partials);
+}
+
+// ---- quantized rows ----
+// Per format: bytes and weights of a block, blocks staged per window, and the
+// lane's share of the window's dot product.
+template <DType kType>
+struct Quant;
+
+template <int T>
+__device__ __forceinline__ void Dot8(float (&acc)[T], const float* wv, const float* x, int64_t k, int64_t col,
+                                     int t_count) {
+  Accumulate4<T>(acc, wv, x, k, col, t_count);
+  Accumulate4<T>(acc, wv + 4, x, k, col + 4, t_count);
+}
+
+__device__ __forceinline__ uint16_t SmemU16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+
+template <>
+struct Quant<DType::kQ8_0> {
+  static constexpr int kBlockBytes = 34, kBlockWeights = 32, kWindowBlocks = 32;
+  // Lane owns block `lane` of the window.
+  template <int T>
+  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
+                                int64_t col0, int t_count, float (&acc)[T]) {
+    if (lane >= num_blocks) return;
+    const uint8_t* b = blocks + lane * kBlockBytes;
+    const float d = HalfBits(SmemU16(b));
+    const int64_t col = col0 + lane * 32;
+#pragma unroll
+    for (int g = 0; g < 4; ++g) {
+      float wv[8];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint16_t pair = SmemU16(b + 2 + g * 8 + 2 * j);
+        wv[2 * j] = d * static_cast<int8_t>(pair & 0xff);
+        wv[2 * j + 1] = d * static_cast<int8_t>(pair >> 8);
+      }
+      Dot8<T>(acc, wv, x, k, col + g * 8, t_count);
+    }
+  }
+};
+
+template <>
+struct Quant<DType::kQ4_0> {
+  static constexpr int kBlockBytes = 18, kBlockWeights = 32, kWindowBlocks = 64;
+  template <int T>
+  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
+                                int64_t col0, int t_count, float (&acc)[T]) {
+    for (int blk = lane; blk < num_blocks; blk += 32) {
+      const uint8_t* b = blocks + blk * kBlockBytes;
+      const float d = HalfBits(SmemU16(b));
+      const int64_t col = col0 + blk * 32;
+#pragma unroll
+      for (int g = 0; g < 2; ++g) {
+        float lo[8], hi[8];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint16_t pair = SmemU16(b + 2 + g * 8 + 2 * j);
+          lo[2 * j] = ((pair & 0xF) - 8) * d;
+          hi[2 * j] = (((pair >> 4) & 0xF) - 8) * d;
+          lo[2 * j + 1] = (((pair >> 8) & 0xF) - 8) * d;
+          hi[2 * j + 1] = ((pair >> 12) - 8) * d;
+        }
+        Dot8<T>(acc, lo, x, k, col + g * 8, t_count);
+        Dot8<T>(acc, hi, x, k, col + 16 + g * 8, t_count);
+      }
+    }
+  }
+};
+
+template <>
+struct Quant<DType::kQ5_0> {
+  static constexpr int kBlockBytes = 22, kBlockWeights = 32, kWindowBlocks = 64;
+  template <int T>
+  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
+                                int64_t col0, int t_count, float (&acc)[T]) {
+    for (int blk = lane; blk < num_blocks; blk += 32) {
+      const uint8_t* b = blocks + blk * kBlockBytes;
+      const float d = HalfBits(SmemU16(b));
+      const uint32_t qh = SmemU16(b + 2) | (static_cast<uint32_t>(SmemU16(b + 4)) << 16);
+      const int64_t col = col0 + blk * 32;
+#pragma unroll
+      for (int g = 0; g < 2; ++g) {
+        float lo[8], hi[8];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint16_t pair = SmemU16(b + 6 + g * 8 + 2 * j);
+          const int e = g * 8 + 2 * j;  // weight index of the low nibble of the pair's first byte
+          lo[2 * j] = static_cast<int>(((pair & 0xF) | (((qh >> e) & 1) << 4)) - 16) * d;
+          lo[2 * j + 1] = static_cast<int>((((pair >> 8) & 0xF) | (((qh >> (e + 1)) & 1) << 4)) - 16) * d;
+          hi[2 * j] = static_cast<int>((((pair >> 4) & 0xF) | (((qh >> (e + 16)) & 1) << 4)) - 16) * d;
+          hi[2 * j + 1] = static_cast<int>(((pair >> 12) | (((qh >> (e + 17)) & 1) << 4)) - 16) * d;
+        }
+        Dot8<T>(acc, lo, x, k, col + g * 8, t_count);
+        Dot8<T>(acc, hi, x, k, col + 16 + g * 8, t_count);
+      }
+    }
+  }
+};
+
+template <>
+struct Quant<DType::kQ4_K> {
+  static constexpr int kBlockBytes = 144, kBlockWeights = 256, kWindowBlocks = 8;
+  // Lane l of each super-block: chunk l / 8, bytes 4 * (l % 8) .. +4 of it, which
+  // hold 4 weights of sub-block 2 * chunk (low nibbles) and 4 of 2 * chunk + 1.
+  template <int T>
+  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
+                                int64_t col0, int t_count, float (&acc)[T]) {
+    const int chunk = lane / 8, byte0 = 4 * (lane % 8);
+    for (int blk = 0; blk < num_blocks; ++blk) {
+      const uint8_t* b = blocks + blk * kBlockBytes;
+      const float d = HalfBits(SmemU16(b)), dmin = HalfBits(SmemU16(b + 2));
+      const uint8_t* sc = b + 4;
+      float scale[2], min[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int j = 2 * chunk + h;
+        int s, m;
+        if (j < 4) {
+          s = sc[j] & 63;
+          m = sc[j + 4] & 63;
+        } else {
+          s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
+          m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+        }
+        scale[h] = d * s;
+        min[h] = dmin * m;
+      }
+      const uint8_t* q = b + 16 + chunk * 32 + byte0;
+      const uint32_t word = SmemU16(q) | (static_cast<uint32_t>(SmemU16(q + 2)) << 16);
+      float lo[4], hi[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int byte = (word >> (8 * j)) & 0xff;
+        lo[j] = scale[0] * (byte & 0xF) - min[0];
+        hi[j] = scale[1] * (byte >> 4) - min[1];
+      }
+      const int64_t col = col0 + blk * 256 + chunk * 64 + byte0;
+      Accumulate4<T>(acc, lo, x, k, col, t_count);
+      Accumulate4<T>(acc, hi, x, k, col + 32, t_count);
+    }
+  }
+};
+
+template <>
+struct Quant<DType::kQ6_K> {
+  static constexpr int kBlockBytes = 210, kBlockWeights = 256, kWindowBlocks = 8;
+  // Lane: half lane / 16, positions l = 2 * (lane % 16) and l + 1, all 4 quadrants.
+  template <int T>
+  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
+                                int64_t col0, int t_count, float (&acc)[T]) {
+    const int half = lane / 16, l = 2 * (lane % 16);
+    for (int blk = 0; blk < num_blocks; ++blk) {
+      const uint8_t* b = blocks + blk * kBlockBytes;
+      const float d = HalfBits(SmemU16(b + 208));
+      const uint16_t ql0 = SmemU16(b + half * 64 + l), ql1 = SmemU16(b + half * 64 + 32 + l);
+      const uint16_t qh = SmemU16(b + 128 + half * 32 + l);
+      const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + half * 8 + l / 16;
+      const int64_t col = col0 + blk * 256 + half * 128 + l;
+#pragma unroll
+      for (int quad = 0; quad < 4; ++quad) {
+        const uint16_t low = (quad & 1) ? ql1 : ql0;
+        const int shift = quad >= 2 ? 4 : 0;
+        const float ds = d * sc[2 * quad];
+        float wv[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int q = ((((low >> (8 * e)) >> shift) & 0xF) | (((qh >> (8 * e + 2 * quad)) & 3) << 4)) - 32;
+          wv[e] = ds * q;
+        }
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+          if (t < t_count) {
+            const float2 xv = __ldg(reinterpret_cast<const float2*>(x + t * k + col + quad * 32));
+            acc[t] += wv[0] * xv.x + wv[1] * xv.y;
+          }
+        }
+      }
+    }
+  }
+};
+
+template <DType kType>
+__host__ __device__ constexpr int WindowBytes() {
+  return Quant<kType>::kWindowBlocks * Quant<kType>::kBlockBytes;
+}
+// 16-byte words a window can touch when it starts mid-word, rounded up to whole warps of loads.
+template <DType kType>
+__host__ __device__ constexpr int WindowLoads() {
+  return (WindowBytes<kType>() + 15 + 15) / 16;
+}
+constexpr int kMaxWindowLoads = 4;  // per lane: 4 x 32 x 16 bytes covers every format's window
+constexpr int kSmemPerWarp = kMaxWindowLoads * 32 * 16;
+
+template <DType kType, int T>
+__global__ void __launch_bounds__(kThreads) GemvQuant(const uint8_t* __restrict__ w, int64_t n, int64_t k,
+                                                      int64_t k_slice, const float* __restrict__ x, int t_count,
+                                                      const float* __restrict__ bias, float* __restrict__ out,
+                                                      float* __restrict__ partials) {
+  using Q = Quant<kType>;
+  static_assert(WindowLoads<kType>() <= kMaxWindowLoads * 32);
+  __shared__ __align__(16) uint8_t smem[kWarpsPerBlock][kSmemPerWarp];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
+  if (row >= n) return;
+  const int64_t row_bytes = k / Q::kBlockWeights * Q::kBlockBytes;
+  const int64_t block_begin = blockIdx.y * k_slice / Q::kBlockWeights;
+  const int64_t block_end = min(k, (blockIdx.y + 1) * k_slice) / Q::kBlockWeights;
+  const uint8_t* row_ptr = w + row * row_bytes;
+  float acc[T];
+#pragma unroll
+  for (int t = 0; t < T; ++t) acc[t] = 0.0f;
+
+  uint4 regs[kMaxWindowLoads];
+  // Loads the aligned 16-byte words covering window [first, first + count) of blocks.
+  auto load = [&](int64_t first, int count, int64_t* skew) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(row_ptr + first * Q::kBlockBytes);
+    const uintptr_t aligned = begin & ~uintptr_t{15};
+    *skew = static_cast<int64_t>(begin - aligned);
+    const int words = static_cast<int>((begin + count * Q::kBlockBytes - aligned + 15) / 16);
+    const uint4* src = reinterpret_cast<const uint4*>(aligned);
+#pragma unroll
+    for (int j = 0; j < kMaxWindowLoads; ++j) {
+      const int word = lane + 32 * j;
+      if (word < words) regs[j] = LoadStreaming(src + word);
+    }
+  };
+  int64_t skew = 0, next_skew = 0;
+  int64_t first = block_begin;
+  if (first < block_end) load(first, static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - first)), &skew);
+  uint4* stage = reinterpret_cast<uint4*>(smem[warp]);
+  while (first < block_end) {
+    const int count = static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - first));
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < kMaxWindowLoads; ++j) stage[lane + 32 * j] = regs[j];
+    __syncwarp();
+    const int64_t next = first + count;
+    if (next < block_end) load(next, static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - next)), &next_skew);
+    Q::template Window<T>(smem[warp] + skew, count, lane, x, k, first * Q::kBlockWeights, t_count, acc);
+    first = next;
+    skew = next_skew;
+  }
+  StoreSums<T>(acc, lane, row, n, t_count, bias, out, partials);
+}
+
+__global__ void ReduceSplits(const float* __restrict__ partials, int splits, int64_t count, int64_t n,
+                             const float* __restrict__ bias, float* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  float sum = bias ? bias[i % n] : 0.0f;
+  for (int s = 0; s < splits; ++s) sum += partials[s * count + i];
+  out[i] = sum;
+}
+
+int64_t SliceGranule(DType type) {
+  switch (type) {
+    case DType::kQ8_0: return 32 * 32;
+    case DType::kQ4_0:
+    case DType::kQ5_0: return 64 * 32;
+    case DType::kQ4_K:
+    case DType::kQ6_K: return 8 * 256;
+    default: return 1024;
+  }
+}
+
+int Splits(DType type, int64_t n, int64_t k, int64_t* k_slice) {
+  const int64_t granule = SliceGranule(type);
+  int64_t splits = std::max<int64_t>(1, std::min<int64_t>(CeilDiv(kTargetWarps, n), k / (2 * granule)));
+  *k_slice = CeilDiv(CeilDiv(k, splits), granule) * granule;
+  splits = CeilDiv(k, *k_slice);
+  return static_cast<int>(splits);
+}
+
+template <class W, int T>
+void LaunchFloat(dim3 grid, const W* w, int64_t n, int64_t k, int64_t k_slice, const float* x, int t_count,
+                 const float* bias, float* out, float* partials, cudaStream_t stream) {
+  constexpr int kPer = FloatUnpack<W>::kPer;
+  const bool aligned = reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  if (aligned && k % kPer == 0 && k_slice % kPer == 0) {
+    GemvFloat<W, T, true><<<grid, kThreads, 0, stream>>>(w, n, k, k_slice, x, t_count, bias, out, partials);
+  } else {
+    GemvFloat<W, T, false><<<grid, kThreads, 0, stream>>>(w, n, k, k_slice, x, t_count, bias, out, partials);
+  }
+}
+
+template <int T>
+void LaunchBatch(DType type, const void* w, int64_t n, int64_t k, const float* x, int t_count,
+                 const float* bias, float* out, float* partials, cudaStream_t stream) {
+  int64_t k_slice = 0;
+  const int splits = Splits(type, n, k, &k_slice);
+  const dim3 grid(static_cast<unsigned>(CeilDiv(n, kWarpsPerBlock)), splits);
+  const auto* bytes = static_cast<const uint8_t*>(w);
+  switch (type) {
+    case DType::kF32:
+      LaunchFloat<float, T>(grid, static_cast<const float*>(w), n, k, k_slice, x, t_count, bias, out, partials, stream);
+      break;
+    case DType::kF16:
+      LaunchFloat<__half, T>(grid, static_cast<const __half*>(w), n, k, k_slice, x, t_count, bias, out, partials,
+                             stream);
+      break;
+    case DType::kBF16:
+      LaunchFloat<__nv_bfloat16, T>(grid, static_cast<const __nv_bfloat16*>(w), n, k, k_slice, x, t_count, bias, out,
+                                    partials, stream);
+      break;
+    case DType::kQ8_0:
+      GemvQuant<DType::kQ8_0, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
+      break;
+    case DType::kQ4_0:
+      GemvQuant<DType::kQ4_0, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
+      break;
+    case DType::kQ5_0:
+      GemvQuant<DType::kQ5_0, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
+      break;
+    case DType::kQ4_K:
+      GemvQuant<DType::kQ4_K, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
+      break;
+    case DType::kQ6_K:
+      GemvQuant<DType::kQ6_K, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
+      break;
+    default: return;
+  }
+  if (splits > 1) {
+    const int64_t count = static_cast<int64_t>(t_count) * n;
+    ReduceSplits<<<static_cast<unsigned>(CeilDiv(count, 256)), 256, 0, stream>>>(partials, splits, count, n, bias,
+                                                                                 out);
+  }
+}
+
+// out is f32 when out_type is kF32, else f16 or bf16 bits.
+__global__ void DequantizeRowsKernel(DType type, const uint8_t* w, int64_t row_bytes, int64_t row_begin,
+                                     int64_t rows, int64_t k, DType out_type, void* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * k) return;
+  const int64_t r = i / k, c = i % k;
+  const float v = DecodeElement(type, w + (row_begin + r) * row_bytes, c);
+  if (out_type == DType::kF32) {
+    static_cast<float*>(out)[i] = v;
+  } else {
+    static_cast<uint16_t*>(out)[i] = out_type == DType::kF16 ? ToHalfBits(v) : ToBF16Bits(v);
+  }
+}
+
+__global__ void ConvertKernel(const float* x, int64_t count, bool to_half, uint16_t* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = to_half ? ToHalfBits(x[i]) : ToBF16Bits(x[i]);
+}
+
+__global__ void AddBiasKernel(float* out, int64_t rows, int64_t n, int64_t ld, const float* bias) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * n) out[(i / n) * ld + i % n] += bias[i % n];
+}
+
+__global__ void ArgMaxKernel(const float* logits, int64_t cols, int32_t* ids) {
+  const float* row = logits + blockIdx.x * cols;
+  float best = -INFINITY;
+  int64_t best_index = cols;  // larger than any real index: loses every tie
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float v = row[i];
+    if (v > best || (v == best && i < best_index)) {
+      best = v;
+      best_index = i;
+    }
+  }
+  __shared__ float values[32];
+  __shared__ int64_t indices[32];
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float v = __shfl_xor_sync(0xffffffffu, best, offset);
+    const int64_t j = __shfl_xor_sync(0xffffffffu, best_index, offset);
+    if (v > best || (v == best && j < best_index)) {
+      best = v;
+      best_index = j;
+    }
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) {
+    values[warp] = best;
+    indices[warp] = best_index;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int i = 1; i < static_cast<int>(blockDim.x / 32); ++i) {
+      if (values[i] > best || (values[i] == best && indices[i] < best_index)) {
+        best = values[i];
+        best_index = indices[i];
+      }
+    }
+    // A row of NaNs has no maximum; report index 0 rather than an out-of-range id.
+    ids[blockIdx.x] = static_cast<int32_t>(best_index == cols ? 0 : best_index);
+  }
+}
+
+}  // namespace
+
+bool GemvSupports(DType type) {
+  switch (type) {
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kQ4_K:
+    case DType::kQ6_K: return true;
+    default: return false;
+  }
+}
+
+int64_t GemvScratchFloats(int64_t n, int64_t k, int t_count) {
+  int64_t k_slice = 0;
+  // Same split for every float type; the quantized granules are at least as large.
+  const int splits = std::max(Splits(DType::kF32, n, k, &k_slice), Splits(DType::kQ8_0, n, k, &k_slice));
+  return splits > 1 ? splits * t_count * n : 0;
+}
+
+void LaunchGemv(DType type, const void* w, int64_t n, int64_t k, const float* x, int t_count,
+                const float* bias, float* out, float* partials, cudaStream_t stream) {
+  if (t_count <= 1) return LaunchBatch<1>(type, w, n, k, x, t_count, bias, out, partials, stream);
+  if (t_count <= 2) return LaunchBatch<2>(type, w, n, k, x, t_count, bias, out, partials, stream);
+  if (t_count <= 4) return LaunchBatch<4>(type, w, n, k, x, t_count, bias, out, partials, stream);
+  return LaunchBatch<8>(type, w, n, k, x, t_count, bias, out, partials, stream);
+}
+
+void LaunchDequantizeRows(DType type, const void* w, int64_t row_begin, int64_t rows, int64_t k, DType out_type,
+                          void* out, cudaStream_t stream) {
+  const int64_t count = rows * k;
+  const unsigned blocks = static_cast<unsigned>(CeilDiv(count, 256));
+  const auto* bytes = static_cast<const uint8_t*>(w);
+  const int64_t row_bytes = static_cast<int64_t>(RowBytes(type, k));
+  DequantizeRowsKernel<<<blocks, 256, 0, stream>>>(type, bytes, row_bytes, row_begin, rows, k, out_type, out);
+}
+
+void LaunchConvertF32(const float* x, int64_t count, DType out_type, void* out, cudaStream_t stream) {
+  ConvertKernel<<<static_cast<unsigned>(CeilDiv(count, 256)), 256, 0, stream>>>(
+      x, count, out_type == DType::kF16, static_cast<uint16_t*>(out));
+}
+
+void LaunchAddBias(float* out, int64_t rows, int64_t n, int64_t ld, const float* bias, cudaStream_t stream) {
+  AddBiasKernel<<<static_cast<unsigned>(CeilDiv(rows * n, 256)), 256, 0, stream>>>(out, rows, n, ld, bias);
+}
+
+void LaunchArgMax(const float* logits, int64_t rows, int64_t cols, int32_t* ids, cudaStream_t stream) {
+  ArgMaxKernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, cols, ids);
+}
+
+}  // namespace gemmarun::cuda
