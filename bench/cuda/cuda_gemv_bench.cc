@@ -2,7 +2,8 @@
 // CudaBackend::MatMul per dtype and Gemma shape, next to the device's copy
 // bandwidth measured with a 16-byte copy kernel (read + write bytes). Weights
 // rotate through enough copies to defeat the L2. Not a test; timings only.
-//   cuda_gemv_bench [--rows 1] [--quick]
+//   cuda_gemv_bench [--rows 1] [--quick]   (--rows > 8 measures the cuBLASLt prefill path;
+//   --quick skips f32 weights)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -77,7 +78,8 @@ int Main(int argc, char** argv) {
                            {"lm head 256k", 256000, 2304}};
   const DType types[] = {DType::kF32,  DType::kBF16, DType::kF16,  DType::kQ8_0,
                          DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K};
-  std::printf("rows=%d\n%-14s %-5s %10s %10s %8s %7s\n", rows, "shape", "dtype", "MB", "us/call", "GB/s", "%copy");
+  std::printf("rows=%d\n%-14s %-5s %10s %10s %8s %7s %8s\n", rows, "shape", "dtype", "MB", "us/call", "GB/s", "%copy",
+              "TFLOP/s");
   for (const Shape2& s : shapes) {
     void *x = nullptr, *out = nullptr;
     cudaMalloc(&x, rows * s.k * sizeof(float));
@@ -116,8 +118,9 @@ int Main(int argc, char** argv) {
       (void)run(iterations);
       const double seconds = Seconds(start) / iterations;
       const double gbs = bytes / seconds / 1e9;
-      std::printf("%-14s %-5s %10.1f %10.1f %8.0f %6.0f%%\n", s.name, Name(type), bytes / 1e6, seconds * 1e6, gbs,
-                  100.0 * gbs / copy);
+      const double tflops = 2.0 * rows * s.n * s.k / seconds / 1e12;
+      std::printf("%-14s %-5s %10.1f %10.1f %8.0f %6.0f%% %8.1f\n", s.name, Name(type), bytes / 1e6, seconds * 1e6,
+                  gbs, 100.0 * gbs / copy, tflops);
       for (void* w : weights) cudaFree(w);
     }
     cudaFree(x);

@@ -121,7 +121,7 @@ TEST_F(CudaOpsTest, GemmMatchesReferenceInF32ForEveryDtype) {
   CheckMatMul(backend_, DType::kBF16, 13, 99, 31, 2e-5);
 }
 
-TEST_F(CudaOpsTest, GemmInBF16PrecisionIsCloseAndNotExact) {
+TEST_F(CudaOpsTest, GemmInBF16PrecisionIsClose) {
   CudaBackend* bf16 = testing::SharedCudaBackend(MatMulPrecision::kBF16);
   ASSERT_NE(bf16, nullptr);
   for (DType dtype : {DType::kBF16, DType::kF16, DType::kQ8_0, DType::kQ4_K}) {
