@@ -113,7 +113,7 @@ int Main(int argc, char** argv) {
         std::fprintf(stderr, "error: %s\n", st.message().c_str());
         return 1;
       }
-      const int iterations = std::max(20, static_cast<int>(std::min<double>(2000, 40e9 / bytes)));
+      const int iterations = std::max(20, static_cast<int>(std::min<double>(2000, 2e9 / bytes)));
       const auto start = std::chrono::steady_clock::now();
       (void)run(iterations);
       const double seconds = Seconds(start) / iterations;

@@ -1,9 +1,11 @@
 // Attention over the paged KV cache, flash-decoding style: the keys a query row
 // sees are cut into splits, one block per (row, head, split) runs an online
 // softmax over its keys (a warp per key, lanes over head_dim), and a second
-// kernel merges the splits. Decode gets its parallelism from the splits; prefill
-// from its rows (keys then come from L2). A tiled tensor-core prefill kernel is
-// the next step.
+// kernel merges the splits: decode gets its parallelism from the splits. Prefill
+// uses a tiled kernel: a block takes up to 16 rows of one sequence and one head,
+// stages 32 keys at a time in shared memory as f32, each lane scores one key for
+// a row (no shuffles per key) and the softmax weights are broadcast for P*V.
+// A tensor-core (mma) version is the next step.
 #include <algorithm>
 
 #include "backend/cuda/device_util.cuh"
@@ -35,7 +37,7 @@ __device__ __forceinline__ float CacheValue<__nv_bfloat16>(const __nv_bfloat16* 
 
 template <class C>
 __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a, int64_t keys_per_split, int splits) {
-  const int64_t t = blockIdx.x, h = blockIdx.y;
+  const int64_t t = a.decode_rows[blockIdx.x], h = blockIdx.y;
   const int split = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int per_lane = static_cast<int>(a.head_dim / 32);
@@ -93,7 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a,
   __syncthreads();
   float block_m = -INFINITY;
   for (int w = 0; w < kWarps; ++w) block_m = fmaxf(block_m, warp_m[w]);
-  float* partial = a.scratch + ((t * a.heads + h) * splits + split) * (a.head_dim + 2);
+  float* partial = a.scratch + ((blockIdx.x * a.heads + h) * splits + split) * (a.head_dim + 2);
   for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
     float sum = 0.0f;
     for (int w = 0; w < kWarps; ++w) {
@@ -111,8 +113,10 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a,
   }
 }
 
-__global__ void MergeSplits(const float* scratch, int splits, int64_t head_dim, float* out) {
-  const int64_t vector = blockIdx.x;  // (token, head)
+__global__ void MergeSplits(const float* scratch, const int32_t* decode_rows, int64_t heads, int splits,
+                            int64_t head_dim, float* out) {
+  const int64_t vector = blockIdx.x;  // (decode row, head)
+  const int64_t out_vector = decode_rows[vector / heads] * heads + vector % heads;
   const float* partials = scratch + vector * splits * (head_dim + 2);
   float m = -INFINITY;
   for (int s = 0; s < splits; ++s) m = fmaxf(m, partials[s * (head_dim + 2)]);
@@ -127,8 +131,116 @@ __global__ void MergeSplits(const float* scratch, int splits, int64_t head_dim, 
       const float ms = partials[s * (head_dim + 2)];
       if (ms != -INFINITY) sum += partials[s * (head_dim + 2) + 2 + d] * __expf(ms - m);
     }
-    out[vector * head_dim + d] = sum / l;
+    out[out_vector * head_dim + d] = sum / l;
   }
+}
+
+constexpr int kKeyTile = 32;
+constexpr int kTileWarps = 4;
+constexpr int kRowsPerWarp = kAttentionTileRows / kTileWarps;
+
+__host__ __device__ constexpr size_t TiledSmemBytes(int64_t head_dim) {
+  // K with one float of padding per key (lane j reads key j: no bank conflicts), V, Q.
+  return sizeof(float) * (kKeyTile * (head_dim + 1) + kKeyTile * head_dim + kAttentionTileRows * head_dim);
+}
+
+template <class C>
+__global__ void __launch_bounds__(kTileWarps * 32) TiledAttention(AttentionLaunch a) {
+  extern __shared__ float smem[];
+  const int64_t head_dim = a.head_dim;
+  float* k_tile = smem;
+  float* v_tile = k_tile + kKeyTile * (head_dim + 1);
+  float* q_tile = v_tile + kKeyTile * head_dim;
+  const DeviceTile tile = a.tiles[blockIdx.x];
+  const int64_t h = blockIdx.y, kv_head = h / (a.heads / a.kv_heads);
+  const DeviceSequence seq = a.sequences[tile.sequence];
+  const int32_t* table = a.block_tables + seq.table_offset;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int per_lane = static_cast<int>(head_dim / 32);
+  const int64_t first_index = seq.first_index + (tile.first_row - seq.first_row);
+  auto lo_of = [&](int64_t index) { return a.window > 0 ? max(int64_t{0}, index - a.window + 1) : int64_t{0}; };
+  auto hi_of = [&](int64_t index) { return index < seq.prefix_end ? seq.prefix_end : index + 1; };
+  const int64_t key_begin = lo_of(first_index);
+  const int64_t key_end = max(hi_of(first_index), hi_of(first_index + tile.num_rows - 1));
+
+  for (int64_t i = threadIdx.x; i < tile.num_rows * head_dim; i += blockDim.x) {
+    q_tile[i] = a.q[((tile.first_row + i / head_dim) * a.heads + h) * head_dim + i % head_dim] * a.scale;
+  }
+  // Lane owns dims lane + 32 * i of its rows' outputs.
+  float acc[kRowsPerWarp][kMaxPerLane];
+  float m[kRowsPerWarp], l[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) acc[r][i] = 0.0f;
+  }
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
+  for (int64_t tile_begin = key_begin; tile_begin < key_end; tile_begin += kKeyTile) {
+    const int keys = static_cast<int>(min(static_cast<int64_t>(kKeyTile), key_end - tile_begin));
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < keys * head_dim; i += blockDim.x) {
+      const int64_t j = tile_begin + i / head_dim, d = i % head_dim;
+      const int64_t slot = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
+      const int64_t offset = (slot * a.kv_heads + kv_head) * head_dim + d;
+      k_tile[(i / head_dim) * (head_dim + 1) + d] = CacheValue(k_cache + offset, 0);
+      v_tile[i] = CacheValue(v_cache + offset, 0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int row = warp * kRowsPerWarp + r;
+      if (row >= tile.num_rows) continue;
+      const int64_t index = first_index + row;
+      const int64_t j = tile_begin + lane;
+      const bool visible = lane < keys && j >= lo_of(index) && j < hi_of(index);
+      float s = -INFINITY;
+      if (visible) {
+        const float* q = q_tile + row * head_dim;
+        const float* k = k_tile + lane * (head_dim + 1);
+        float dot = 0.0f;
+        for (int64_t d = 0; d < head_dim; ++d) dot += q[d] * k[d];
+        s = a.softcap > 0.0f ? a.softcap * tanhf(dot / a.softcap) : dot;
+      }
+      const float m_new = fmaxf(m[r], WarpMax(s));
+      if (m_new == -INFINITY) continue;  // nothing visible yet for this row
+      const float p = visible ? __expf(s - m_new) : 0.0f;
+      const float correction = __expf(m[r] - m_new);
+      l[r] = l[r] * correction + WarpSum(p);
+      m[r] = m_new;
+#pragma unroll
+      for (int i = 0; i < kMaxPerLane; ++i) acc[r][i] *= correction;
+      for (int key = 0; key < keys; ++key) {
+        const float pk = __shfl_sync(0xffffffffu, p, key);
+        if (pk == 0.0f) continue;
+        const float* v = v_tile + key * head_dim + lane;
+#pragma unroll
+        for (int i = 0; i < kMaxPerLane; ++i) {
+          if (i < per_lane) acc[r][i] += pk * v[32 * i];
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int row = warp * kRowsPerWarp + r;
+    if (row >= tile.num_rows) continue;
+    float* out = a.out + ((tile.first_row + row) * a.heads + h) * head_dim + lane;
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) {
+      if (i < per_lane) out[32 * i] = acc[r][i] / l[r];
+    }
+  }
+}
+
+template <class C>
+void LaunchTiled(const AttentionLaunch& args, cudaStream_t stream) {
+  const size_t smem = TiledSmemBytes(args.head_dim);
+  cudaFuncSetAttribute(TiledAttention<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  const dim3 grid(static_cast<unsigned>(args.num_tiles), static_cast<unsigned>(args.heads));
+  TiledAttention<C><<<grid, kTileWarps * 32, smem, stream>>>(args);
 }
 
 template <class C>
@@ -163,9 +275,18 @@ int64_t AttentionScratchFloats(int64_t tokens, int64_t heads, int64_t head_dim, 
 
 void LaunchAttention(const AttentionLaunch& args, cudaStream_t stream) {
   if (args.tokens == 0) return;
-  const int64_t splits = NumSplits(args.tokens, args.heads, args.max_keys);
+  if (args.num_tiles > 0) {
+    switch (args.cache_type) {
+      case DType::kF32: LaunchTiled<float>(args, stream); break;
+      case DType::kF16: LaunchTiled<__half>(args, stream); break;
+      case DType::kBF16: LaunchTiled<__nv_bfloat16>(args, stream); break;
+      default: return;
+    }
+  }
+  if (args.num_decode_rows == 0) return;
+  const int64_t splits = NumSplits(args.num_decode_rows, args.heads, args.max_keys);
   const int64_t keys_per_split = CeilDiv(args.max_keys, splits);
-  const dim3 grid(static_cast<unsigned>(args.tokens), static_cast<unsigned>(args.heads),
+  const dim3 grid(static_cast<unsigned>(args.num_decode_rows), static_cast<unsigned>(args.heads),
                   static_cast<unsigned>(splits));
   const int s = static_cast<int>(splits);
   switch (args.cache_type) {
@@ -176,8 +297,9 @@ void LaunchAttention(const AttentionLaunch& args, cudaStream_t stream) {
       break;
     default: return;
   }
-  MergeSplits<<<static_cast<unsigned>(args.tokens * args.heads), static_cast<unsigned>(std::min<int64_t>(args.head_dim, 256)),
-                0, stream>>>(args.scratch, s, args.head_dim, args.out);
+  MergeSplits<<<static_cast<unsigned>(args.num_decode_rows * args.heads),
+                static_cast<unsigned>(std::min<int64_t>(args.head_dim, 256)), 0, stream>>>(
+      args.scratch, args.decode_rows, args.heads, s, args.head_dim, args.out);
 }
 
 void LaunchWriteKv(const float* k, const float* v, const int64_t* slots, int64_t tokens, int64_t kv_dim,

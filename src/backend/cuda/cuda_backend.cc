@@ -259,9 +259,10 @@ void CudaBackend::Attention(const AttentionArgs& args) {
     return;
   }
   if (tokens == 0) return;
-  // One upload: [row -> sequence][sequences][block tables].
-  std::vector<int32_t> row_sequence(tokens, 0);
+  // One upload: [row -> sequence][decode rows][sequences][prefill tiles][block tables].
+  std::vector<int32_t> row_sequence(tokens, 0), decode_rows;
   std::vector<cuda::DeviceSequence> sequences;
+  std::vector<cuda::DeviceTile> tiles;
   std::vector<int32_t> tables;
   int64_t max_keys = 1;
   for (size_t s = 0; s < args.sequences.size(); ++s) {
@@ -270,26 +271,36 @@ void CudaBackend::Attention(const AttentionArgs& args) {
                          static_cast<int32_t>(tables.size()), static_cast<int32_t>(seq.block_table.size()),
                          seq.first_index, seq.prefix_end});
     tables.insert(tables.end(), seq.block_table.begin(), seq.block_table.end());
-    for (int64_t r = 0; r < seq.num_rows; ++r) {
-      row_sequence[seq.first_row + r] = static_cast<int32_t>(s);
-      const int64_t index = seq.first_index + r;
+    for (int64_t r = 0; r < seq.num_rows; ++r) row_sequence[seq.first_row + r] = static_cast<int32_t>(s);
+    if (seq.num_rows == 1) {
+      decode_rows.push_back(static_cast<int32_t>(seq.first_row));
+      const int64_t index = seq.first_index;
       const int64_t lo = args.window > 0 ? std::max<int64_t>(0, index - args.window + 1) : 0;
       const int64_t hi = index < seq.prefix_end ? seq.prefix_end : index + 1;
       max_keys = std::max(max_keys, hi - lo);
+      continue;
+    }
+    for (int64_t r = 0; r < seq.num_rows; r += cuda::kAttentionTileRows) {
+      tiles.push_back({static_cast<int32_t>(s), static_cast<int32_t>(seq.first_row + r),
+                       static_cast<int32_t>(std::min<int64_t>(cuda::kAttentionTileRows, seq.num_rows - r))});
     }
   }
-  const size_t rows_bytes = AlignUp(row_sequence.size() * sizeof(int32_t));
-  const size_t seq_bytes = AlignUp(sequences.size() * sizeof(cuda::DeviceSequence));
-  std::vector<uint8_t> packed(rows_bytes + seq_bytes + tables.size() * sizeof(int32_t));
-  std::copy_n(reinterpret_cast<const uint8_t*>(row_sequence.data()), row_sequence.size() * sizeof(int32_t),
-              packed.data());
-  std::copy_n(reinterpret_cast<const uint8_t*>(sequences.data()), sequences.size() * sizeof(cuda::DeviceSequence),
-              packed.data() + rows_bytes);
-  std::copy_n(reinterpret_cast<const uint8_t*>(tables.data()), tables.size() * sizeof(int32_t),
-              packed.data() + rows_bytes + seq_bytes);
+  std::vector<uint8_t> packed;
+  auto append = [&packed](const void* data, size_t bytes) {
+    const size_t offset = packed.size();
+    packed.resize(AlignUp(offset + bytes));
+    if (bytes > 0) std::copy_n(static_cast<const uint8_t*>(data), bytes, packed.data() + offset);
+    return offset;
+  };
+  const size_t rows_at = append(row_sequence.data(), row_sequence.size() * sizeof(int32_t));
+  const size_t decode_at = append(decode_rows.data(), decode_rows.size() * sizeof(int32_t));
+  const size_t seq_at = append(sequences.data(), sequences.size() * sizeof(cuda::DeviceSequence));
+  const size_t tiles_at = append(tiles.data(), tiles.size() * sizeof(cuda::DeviceTile));
+  const size_t tables_at = append(tables.data(), tables.size() * sizeof(int32_t));
   auto* device_meta = static_cast<uint8_t*>(StageToDevice(packed.data(), packed.size()));
-  const int64_t scratch_floats = cuda::AttentionScratchFloats(tokens, heads, head_dim, max_keys);
-  auto* scratch = static_cast<float*>(state_->scratch.Get(scratch_floats * sizeof(float), state_->stream));
+  const int64_t num_decode = static_cast<int64_t>(decode_rows.size());
+  const int64_t scratch_floats = cuda::AttentionScratchFloats(num_decode, heads, head_dim, max_keys);
+  auto* scratch = static_cast<float*>(state_->scratch.Get((scratch_floats + 64) * sizeof(float), state_->stream));
   if (device_meta == nullptr || scratch == nullptr) {
     if (state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate attention scratch");
     return;
@@ -305,9 +316,13 @@ void CudaBackend::Attention(const AttentionArgs& args) {
   launch.heads = heads;
   launch.kv_heads = cache.k.shape[1];
   launch.head_dim = head_dim;
-  launch.row_sequence = reinterpret_cast<const int32_t*>(device_meta);
-  launch.sequences = reinterpret_cast<const cuda::DeviceSequence*>(device_meta + rows_bytes);
-  launch.block_tables = reinterpret_cast<const int32_t*>(device_meta + rows_bytes + seq_bytes);
+  launch.row_sequence = reinterpret_cast<const int32_t*>(device_meta + rows_at);
+  launch.sequences = reinterpret_cast<const cuda::DeviceSequence*>(device_meta + seq_at);
+  launch.block_tables = reinterpret_cast<const int32_t*>(device_meta + tables_at);
+  launch.decode_rows = reinterpret_cast<const int32_t*>(device_meta + decode_at);
+  launch.num_decode_rows = num_decode;
+  launch.tiles = reinterpret_cast<const cuda::DeviceTile*>(device_meta + tiles_at);
+  launch.num_tiles = static_cast<int64_t>(tiles.size());
   launch.window = args.window;
   launch.scale = args.scale;
   launch.softcap = args.softcap;

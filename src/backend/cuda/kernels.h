@@ -62,6 +62,13 @@ struct DeviceSequence {
   int64_t first_index;
   int64_t prefix_end;
 };
+// Up to kAttentionTileRows consecutive rows of one sequence, attended by one block (prefill).
+constexpr int kAttentionTileRows = 16;
+struct DeviceTile {
+  int32_t sequence;
+  int32_t first_row;  // row of q
+  int32_t num_rows;
+};
 struct AttentionLaunch {
   const float* q;   // [tokens, heads, head_dim]
   float* out;       // same
@@ -75,8 +82,14 @@ struct AttentionLaunch {
   const int32_t* block_tables;
   int64_t window;
   float scale, softcap;
-  int64_t max_keys;     // most keys any row sees (sizes the split)
-  float* scratch;       // AttentionScratchFloats(...) floats
+  // Rows of single-row sequences (decode) go to the split kernel; the rows of
+  // longer ones to the tiled kernel, which stages K/V once for a tile's rows.
+  const int32_t* decode_rows;
+  int64_t num_decode_rows;
+  int64_t max_keys;     // most keys a decode row sees (sizes the split)
+  float* scratch;       // AttentionScratchFloats(num_decode_rows, ...) floats
+  const DeviceTile* tiles;
+  int64_t num_tiles;
 };
 bool AttentionSupports(DType cache_type, int64_t head_dim);
 int64_t AttentionScratchFloats(int64_t tokens, int64_t heads, int64_t head_dim, int64_t max_keys);
