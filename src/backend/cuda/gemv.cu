@@ -145,184 +145,150 @@ __global__ void __launch_bounds__(kThreads) GemvFloat(const W* __restrict__ w, i
 }
 
 // ---- quantized rows ----
-// Per format: bytes and weights of a block, blocks staged per window, and the
-// lane's share of the window's dot product.
+// A window of staged blocks is walked in groups of 4 consecutive weights, group
+// g by lane g % 32, so the activation loads of a warp are contiguous (float4 per
+// lane). Small integers become floats with the 2^23 trick (or into the mantissa
+// of 8388608.0f, subtract) instead of the quarter-rate I2F, and the block scale
+// multiplies the group's dot product once: w = scale * q - min.
 template <DType kType>
 struct Quant;
 
-template <int T>
-__device__ __forceinline__ void Dot8(float (&acc)[T], const float* wv, const float* x, int64_t k, int64_t col,
-                                     int t_count) {
-  Accumulate4<T>(acc, wv, x, k, col, t_count);
-  Accumulate4<T>(acc, wv + 4, x, k, col + 4, t_count);
-}
-
 __device__ __forceinline__ uint16_t SmemU16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+__device__ __forceinline__ uint32_t SmemU32(const uint8_t* p) {  // p is 2-byte aligned
+  return SmemU16(p) | (static_cast<uint32_t>(SmemU16(p + 2)) << 16);
+}
+// u (< 2^23) minus `offset`, exactly, as a float.
+__device__ __forceinline__ float SmallInt(uint32_t u, float offset_plus_2_23) {
+  return __uint_as_float(0x4B000000u | u) - offset_plus_2_23;
+}
+constexpr float k2p23 = 8388608.0f;
+
+// Four weights e..e+3 of the window (e a multiple of 4): codes and the affine map.
+struct Group {
+  float q[4];
+  float scale;
+  float min;  // subtracted times the activations' sum (Q4_K only; 0 elsewhere)
+};
 
 template <>
 struct Quant<DType::kQ8_0> {
   static constexpr int kBlockBytes = 34, kBlockWeights = 32, kWindowBlocks = 32;
-  // Lane owns block `lane` of the window.
-  template <int T>
-  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
-                                int64_t col0, int t_count, float (&acc)[T]) {
-    if (lane >= num_blocks) return;
-    const uint8_t* b = blocks + lane * kBlockBytes;
-    const float d = HalfBits(SmemU16(b));
-    const int64_t col = col0 + lane * 32;
+  __device__ static Group Decode(const uint8_t* window, int e) {
+    const uint8_t* b = window + (e / 32) * kBlockBytes;
+    const uint32_t word = SmemU32(b + 2 + e % 32) ^ 0x80808080u;  // int8 + 128
+    Group g;
 #pragma unroll
-    for (int g = 0; g < 4; ++g) {
-      float wv[8];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint16_t pair = SmemU16(b + 2 + g * 8 + 2 * j);
-        wv[2 * j] = d * static_cast<int8_t>(pair & 0xff);
-        wv[2 * j + 1] = d * static_cast<int8_t>(pair >> 8);
-      }
-      Dot8<T>(acc, wv, x, k, col + g * 8, t_count);
-    }
+    for (int i = 0; i < 4; ++i) g.q[i] = SmallInt((word >> (8 * i)) & 0xFF, k2p23 + 128.0f);
+    g.scale = HalfBits(SmemU16(b));
+    g.min = 0.0f;
+    return g;
   }
 };
 
 template <>
 struct Quant<DType::kQ4_0> {
   static constexpr int kBlockBytes = 18, kBlockWeights = 32, kWindowBlocks = 64;
-  template <int T>
-  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
-                                int64_t col0, int t_count, float (&acc)[T]) {
-    for (int blk = lane; blk < num_blocks; blk += 32) {
-      const uint8_t* b = blocks + blk * kBlockBytes;
-      const float d = HalfBits(SmemU16(b));
-      const int64_t col = col0 + blk * 32;
+  __device__ static Group Decode(const uint8_t* window, int e) {
+    const uint8_t* b = window + (e / 32) * kBlockBytes;
+    const int p = e % 32, shift = p < 16 ? 0 : 4;
+    const uint32_t word = SmemU32(b + 2 + p % 16);
+    Group g;
 #pragma unroll
-      for (int g = 0; g < 2; ++g) {
-        float lo[8], hi[8];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint16_t pair = SmemU16(b + 2 + g * 8 + 2 * j);
-          lo[2 * j] = ((pair & 0xF) - 8) * d;
-          hi[2 * j] = (((pair >> 4) & 0xF) - 8) * d;
-          lo[2 * j + 1] = (((pair >> 8) & 0xF) - 8) * d;
-          hi[2 * j + 1] = ((pair >> 12) - 8) * d;
-        }
-        Dot8<T>(acc, lo, x, k, col + g * 8, t_count);
-        Dot8<T>(acc, hi, x, k, col + 16 + g * 8, t_count);
-      }
-    }
+    for (int i = 0; i < 4; ++i) g.q[i] = SmallInt((word >> (8 * i + shift)) & 0xF, k2p23 + 8.0f);
+    g.scale = HalfBits(SmemU16(b));
+    g.min = 0.0f;
+    return g;
   }
 };
 
 template <>
 struct Quant<DType::kQ5_0> {
   static constexpr int kBlockBytes = 22, kBlockWeights = 32, kWindowBlocks = 64;
-  template <int T>
-  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
-                                int64_t col0, int t_count, float (&acc)[T]) {
-    for (int blk = lane; blk < num_blocks; blk += 32) {
-      const uint8_t* b = blocks + blk * kBlockBytes;
-      const float d = HalfBits(SmemU16(b));
-      const uint32_t qh = SmemU16(b + 2) | (static_cast<uint32_t>(SmemU16(b + 4)) << 16);
-      const int64_t col = col0 + blk * 32;
+  __device__ static Group Decode(const uint8_t* window, int e) {
+    const uint8_t* b = window + (e / 32) * kBlockBytes;
+    const int p = e % 32, shift = p < 16 ? 0 : 4;
+    const uint32_t word = SmemU32(b + 6 + p % 16);
+    const uint32_t high = SmemU32(b + 2) >> p;  // bit i: 5th bit of weight p + i
+    Group g;
 #pragma unroll
-      for (int g = 0; g < 2; ++g) {
-        float lo[8], hi[8];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint16_t pair = SmemU16(b + 6 + g * 8 + 2 * j);
-          const int e = g * 8 + 2 * j;  // weight index of the low nibble of the pair's first byte
-          lo[2 * j] = static_cast<int>(((pair & 0xF) | (((qh >> e) & 1) << 4)) - 16) * d;
-          lo[2 * j + 1] = static_cast<int>((((pair >> 8) & 0xF) | (((qh >> (e + 1)) & 1) << 4)) - 16) * d;
-          hi[2 * j] = static_cast<int>((((pair >> 4) & 0xF) | (((qh >> (e + 16)) & 1) << 4)) - 16) * d;
-          hi[2 * j + 1] = static_cast<int>(((pair >> 12) | (((qh >> (e + 17)) & 1) << 4)) - 16) * d;
-        }
-        Dot8<T>(acc, lo, x, k, col + g * 8, t_count);
-        Dot8<T>(acc, hi, x, k, col + 16 + g * 8, t_count);
-      }
+    for (int i = 0; i < 4; ++i) {
+      g.q[i] = SmallInt(((word >> (8 * i + shift)) & 0xF) | (((high >> i) & 1) << 4), k2p23 + 16.0f);
     }
+    g.scale = HalfBits(SmemU16(b));
+    g.min = 0.0f;
+    return g;
   }
 };
 
 template <>
 struct Quant<DType::kQ4_K> {
   static constexpr int kBlockBytes = 144, kBlockWeights = 256, kWindowBlocks = 8;
-  // Lane l of each super-block: chunk l / 8, bytes 4 * (l % 8) .. +4 of it, which
-  // hold 4 weights of sub-block 2 * chunk (low nibbles) and 4 of 2 * chunk + 1.
-  template <int T>
-  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
-                                int64_t col0, int t_count, float (&acc)[T]) {
-    const int chunk = lane / 8, byte0 = 4 * (lane % 8);
-    for (int blk = 0; blk < num_blocks; ++blk) {
-      const uint8_t* b = blocks + blk * kBlockBytes;
-      const float d = HalfBits(SmemU16(b)), dmin = HalfBits(SmemU16(b + 2));
-      const uint8_t* sc = b + 4;
-      float scale[2], min[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int j = 2 * chunk + h;
-        int s, m;
-        if (j < 4) {
-          s = sc[j] & 63;
-          m = sc[j + 4] & 63;
-        } else {
-          s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
-          m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
-        }
-        scale[h] = d * s;
-        min[h] = dmin * m;
-      }
-      const uint8_t* q = b + 16 + chunk * 32 + byte0;
-      const uint32_t word = SmemU16(q) | (static_cast<uint32_t>(SmemU16(q + 2)) << 16);
-      float lo[4], hi[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int byte = (word >> (8 * j)) & 0xff;
-        lo[j] = scale[0] * (byte & 0xF) - min[0];
-        hi[j] = scale[1] * (byte >> 4) - min[1];
-      }
-      const int64_t col = col0 + blk * 256 + chunk * 64 + byte0;
-      Accumulate4<T>(acc, lo, x, k, col, t_count);
-      Accumulate4<T>(acc, hi, x, k, col + 32, t_count);
+  __device__ static Group Decode(const uint8_t* window, int e) {
+    const uint8_t* b = window + (e / 256) * kBlockBytes;
+    const int r = e % 256, chunk = r / 64, high = (r % 64) >= 32, l = r % 32;
+    const uint32_t word = SmemU32(b + 16 + chunk * 32 + l);
+    const int j = 2 * chunk + high;
+    const uint8_t* sc = b + 4;
+    int s, m;
+    if (j < 4) {
+      s = sc[j] & 63;
+      m = sc[j + 4] & 63;
+    } else {
+      s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
+      m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
     }
+    Group g;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) g.q[i] = SmallInt((word >> (8 * i + 4 * high)) & 0xF, k2p23);
+    g.scale = HalfBits(SmemU16(b)) * s;
+    g.min = HalfBits(SmemU16(b + 2)) * m;
+    return g;
   }
 };
 
 template <>
 struct Quant<DType::kQ6_K> {
   static constexpr int kBlockBytes = 210, kBlockWeights = 256, kWindowBlocks = 8;
-  // Lane: half lane / 16, positions l = 2 * (lane % 16) and l + 1, all 4 quadrants.
-  template <int T>
-  __device__ static void Window(const uint8_t* blocks, int num_blocks, int lane, const float* x, int64_t k,
-                                int64_t col0, int t_count, float (&acc)[T]) {
-    const int half = lane / 16, l = 2 * (lane % 16);
-    for (int blk = 0; blk < num_blocks; ++blk) {
-      const uint8_t* b = blocks + blk * kBlockBytes;
-      const float d = HalfBits(SmemU16(b + 208));
-      const uint16_t ql0 = SmemU16(b + half * 64 + l), ql1 = SmemU16(b + half * 64 + 32 + l);
-      const uint16_t qh = SmemU16(b + 128 + half * 32 + l);
-      const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + half * 8 + l / 16;
-      const int64_t col = col0 + blk * 256 + half * 128 + l;
+  __device__ static Group Decode(const uint8_t* window, int e) {
+    const uint8_t* b = window + (e / 256) * kBlockBytes;
+    const int r = e % 256, half = r / 128, quad = (r % 128) / 32, l = r % 32;
+    const uint32_t low = SmemU32(b + half * 64 + (quad & 1) * 32 + l);
+    const uint32_t high = SmemU32(b + 128 + half * 32 + l);
+    const int low_shift = quad >= 2 ? 4 : 0, high_shift = 2 * quad;
+    Group g;
 #pragma unroll
-      for (int quad = 0; quad < 4; ++quad) {
-        const uint16_t low = (quad & 1) ? ql1 : ql0;
-        const int shift = quad >= 2 ? 4 : 0;
-        const float ds = d * sc[2 * quad];
-        float wv[2];
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t code = ((low >> (8 * i + low_shift)) & 0xF) | (((high >> (8 * i + high_shift)) & 3) << 4);
+      g.q[i] = SmallInt(code, k2p23 + 32.0f);
+    }
+    const int8_t sub_scale = static_cast<int8_t>(b[192 + half * 8 + l / 16 + 2 * quad]);
+    g.scale = HalfBits(SmemU16(b + 208)) * sub_scale;
+    g.min = 0.0f;
+    return g;
+  }
+};
+
+template <DType kType, int T>
+__device__ __forceinline__ void DotWindow(const uint8_t* window, int num_blocks, int lane, const float* x, int64_t k,
+                                          int64_t col0, int t_count, float (&acc)[T]) {
+  using Q = Quant<kType>;
+  const int groups = num_blocks * Q::kBlockWeights / 4;
+  for (int g = lane; g < groups; g += 32) {
+    const Group w = Q::Decode(window, 4 * g);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int q = ((((low >> (8 * e)) >> shift) & 0xF) | (((qh >> (8 * e + 2 * quad)) & 3) << 4)) - 32;
-          wv[e] = ds * q;
-        }
-#pragma unroll
-        for (int t = 0; t < T; ++t) {
-          if (t < t_count) {
-            const float2 xv = __ldg(reinterpret_cast<const float2*>(x + t * k + col + quad * 32));
-            acc[t] += wv[0] * xv.x + wv[1] * xv.y;
-          }
+    for (int t = 0; t < T; ++t) {
+      if (t < t_count) {
+        const float4 xv = __ldg(reinterpret_cast<const float4*>(x + t * k + col0 + 4 * g));
+        const float dot = w.q[0] * xv.x + w.q[1] * xv.y + w.q[2] * xv.z + w.q[3] * xv.w;
+        if constexpr (kType == DType::kQ4_K) {
+          acc[t] += w.scale * dot - w.min * (xv.x + xv.y + xv.z + xv.w);
+        } else {
+          acc[t] += w.scale * dot;
         }
       }
     }
   }
-};
+}
 
 template <DType kType>
 __host__ __device__ constexpr int WindowBytes() {
@@ -381,7 +347,7 @@ __global__ void __launch_bounds__(kThreads) GemvQuant(const uint8_t* __restrict_
     __syncwarp();
     const int64_t next = first + count;
     if (next < block_end) load(next, static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - next)), &next_skew);
-    Q::template Window<T>(smem[warp] + skew, count, lane, x, k, first * Q::kBlockWeights, t_count, acc);
+    DotWindow<kType, T>(smem[warp] + skew, count, lane, x, k, first * Q::kBlockWeights, t_count, acc);
     first = next;
     skew = next_skew;
   }
