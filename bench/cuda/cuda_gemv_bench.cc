@@ -2,8 +2,8 @@
 // CudaBackend::MatMul per dtype and Gemma shape, next to the device's copy
 // bandwidth measured with a 16-byte copy kernel (read + write bytes). Weights
 // rotate through enough copies to defeat the L2. Not a test; timings only.
-//   cuda_gemv_bench [--rows 1] [--quick]   (--rows > 8 measures the cuBLASLt prefill path;
-//   --quick skips f32 weights)
+//   cuda_gemv_bench [--rows 1] [--quick] [--bf16]   (--rows > 8 measures the cuBLASLt prefill
+//   path; --quick skips f32 weights; --bf16 multiplies in bf16 on tensor cores, else exact f32)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -53,13 +53,16 @@ struct Shape2 {
 int Main(int argc, char** argv) {
   int rows = 1;
   bool quick = false;
+  MatMulPrecision precision = MatMulPrecision::kF32;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--rows") == 0 && i + 1 < argc) {
       rows = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--bf16") == 0) {
+      precision = MatMulPrecision::kBF16;
     } else {
-      std::fprintf(stderr, "error: unknown flag %s (expected --rows N, --quick)\n", argv[i]);
+      std::fprintf(stderr, "error: unknown flag %s (expected --rows N, --quick, --bf16)\n", argv[i]);
       return 1;
     }
   }
@@ -72,7 +75,7 @@ int Main(int argc, char** argv) {
   const double copy = CopyBandwidth();
   std::printf("device: %s, %d SMs; copy kernel: %.0f GB/s (read + write)\n", prop.name, prop.multiProcessorCount,
               copy);
-  auto backend = CudaBackend::Create(0).value();
+  auto backend = CudaBackend::Create(0, precision).value();
   const Shape2 shapes[] = {{"2B qkv", 2560, 2048},      {"2B gate/up", 16384, 2048}, {"2B down", 2048, 16384},
                            {"9B gate/up", 14336, 3584}, {"9B down", 3584, 14336},    {"27B-ish down", 4608, 16384},
                            {"lm head 256k", 256000, 2304}};

@@ -269,25 +269,37 @@ struct Quant<DType::kQ6_K> {
 };
 
 template <DType kType, int T>
-__device__ __forceinline__ void DotWindow(const uint8_t* window, int num_blocks, int lane, const float* x, int64_t k,
-                                          int64_t col0, int t_count, float (&acc)[T]) {
-  using Q = Quant<kType>;
-  const int groups = num_blocks * Q::kBlockWeights / 4;
-  for (int g = lane; g < groups; g += 32) {
-    const Group w = Q::Decode(window, 4 * g);
+__device__ __forceinline__ void DotGroup(const uint8_t* window, int g, const float* x_window, int64_t k, int t_count,
+                                         float (&acc)[T]) {
+  const Group w = Quant<kType>::Decode(window, 4 * g);
 #pragma unroll
-    for (int t = 0; t < T; ++t) {
-      if (t < t_count) {
-        const float4 xv = __ldg(reinterpret_cast<const float4*>(x + t * k + col0 + 4 * g));
-        const float dot = w.q[0] * xv.x + w.q[1] * xv.y + w.q[2] * xv.z + w.q[3] * xv.w;
-        if constexpr (kType == DType::kQ4_K) {
-          acc[t] += w.scale * dot - w.min * (xv.x + xv.y + xv.z + xv.w);
-        } else {
-          acc[t] += w.scale * dot;
-        }
+  for (int t = 0; t < T; ++t) {
+    if (t < t_count) {
+      const float4 xv = __ldg(reinterpret_cast<const float4*>(x_window + t * k) + g);
+      const float dot = w.q[0] * xv.x + w.q[1] * xv.y + w.q[2] * xv.z + w.q[3] * xv.w;
+      if constexpr (kType == DType::kQ4_K) {
+        acc[t] += w.scale * dot - w.min * (xv.x + xv.y + xv.z + xv.w);
+      } else {
+        acc[t] += w.scale * dot;
       }
     }
   }
+}
+
+template <DType kType, int T>
+__device__ __forceinline__ void DotWindow(const uint8_t* window, int num_blocks, int lane, const float* x, int64_t k,
+                                          int64_t col0, int t_count, float (&acc)[T]) {
+  using Q = Quant<kType>;
+  constexpr int kFullGroups = Q::kWindowBlocks * Q::kBlockWeights / 4;
+  static_assert(kFullGroups % 32 == 0);
+  const float* x_window = x + col0;
+  if (num_blocks == Q::kWindowBlocks) {  // unrolled: independent groups in flight
+#pragma unroll
+    for (int i = 0; i < kFullGroups / 32; ++i) DotGroup<kType, T>(window, lane + 32 * i, x_window, k, t_count, acc);
+    return;
+  }
+  const int groups = num_blocks * Q::kBlockWeights / 4;
+  for (int g = lane; g < groups; g += 32) DotGroup<kType, T>(window, g, x_window, k, t_count, acc);
 }
 
 template <DType kType>
