@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
@@ -27,6 +29,14 @@ struct Case {
   float softcap = 0.0f;
   int64_t prefix_end = 0;  // of the prefill sequence
 };
+
+std::string CaseName(const Case& c) {
+  std::ostringstream name;
+  name << "h" << c.heads << "kv" << c.kv_heads << "d" << c.head_dim << "_" << Name(c.cache_type)
+       << (c.window > 0 ? "_window" : "") << (c.softcap > 0 ? "_softcap" : "") << (c.prefix_end > 0 ? "_prefix" : "");
+  return name.str();
+}
+void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
 
 struct SequenceSpec {
   int64_t first_index, num_rows;
@@ -153,7 +163,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{8, 2, 64, DType::kF32}, Case{8, 1, 256, DType::kF16}, Case{4, 4, 128, DType::kBF16},
                       Case{8, 2, 256, DType::kBF16, /*window=*/20}, Case{8, 2, 32, DType::kF32, 0, /*softcap=*/0.5f},
                       Case{4, 2, 256, DType::kF16, 0, 0.0f, /*prefix_end=*/21},
-                      Case{8, 4, 256, DType::kF32, 24, 1.0f, 17}));
+                      Case{8, 4, 256, DType::kF32, 24, 1.0f, 17}),
+    [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
 
 TEST(CudaAttentionErrors, UnsupportedCacheReportsAStatus) {
   GR_SKIP_WITHOUT_GPU();

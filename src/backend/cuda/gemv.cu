@@ -449,6 +449,30 @@ void LaunchBatch(DType type, const void* w, int64_t n, int64_t k, const float* x
   }
 }
 
+// Quantized rows for the prefill GEMM: a thread decodes 4 consecutive weights
+// with the matvec's decoders (rows are 2-byte aligned, whole blocks).
+template <DType kType>
+__global__ void DequantizeQuantRows(const uint8_t* w, int64_t row_bytes, int64_t row_begin, int64_t rows, int64_t k,
+                                    DType out_type, void* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;  // group of 4
+  if (i >= rows * k / 4) return;
+  const int64_t r = i / (k / 4);
+  const int e = static_cast<int>((i % (k / 4)) * 4);
+  const Group g = Quant<kType>::Decode(w + (row_begin + r) * row_bytes, e);
+  float v[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) v[j] = g.scale * g.q[j] - g.min;
+  if (out_type == DType::kF32) {
+    reinterpret_cast<float4*>(out)[i] = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    const bool half = out_type == DType::kF16;
+    uint2 packed;
+    packed.x = (half ? ToHalfBits(v[0]) : ToBF16Bits(v[0])) | (static_cast<uint32_t>(half ? ToHalfBits(v[1]) : ToBF16Bits(v[1])) << 16);
+    packed.y = (half ? ToHalfBits(v[2]) : ToBF16Bits(v[2])) | (static_cast<uint32_t>(half ? ToHalfBits(v[3]) : ToBF16Bits(v[3])) << 16);
+    reinterpret_cast<uint2*>(out)[i] = packed;
+  }
+}
+
 // out is f32 when out_type is kF32, else f16 or bf16 bits.
 __global__ void DequantizeRowsKernel(DType type, const uint8_t* w, int64_t row_bytes, int64_t row_begin,
                                      int64_t rows, int64_t k, DType out_type, void* out) {
@@ -549,7 +573,27 @@ void LaunchDequantizeRows(DType type, const void* w, int64_t row_begin, int64_t 
   const unsigned blocks = static_cast<unsigned>(CeilDiv(count, 256));
   const auto* bytes = static_cast<const uint8_t*>(w);
   const int64_t row_bytes = static_cast<int64_t>(RowBytes(type, k));
-  DequantizeRowsKernel<<<blocks, 256, 0, stream>>>(type, bytes, row_bytes, row_begin, rows, k, out_type, out);
+  const unsigned group_blocks = static_cast<unsigned>(CeilDiv(count / 4, 256));
+  const bool aligned = reinterpret_cast<uintptr_t>(w) % 2 == 0;
+  switch (aligned ? type : DType::kI32) {
+    case DType::kQ8_0:
+      return DequantizeQuantRows<DType::kQ8_0><<<group_blocks, 256, 0, stream>>>(bytes, row_bytes, row_begin, rows, k,
+                                                                               out_type, out);
+    case DType::kQ4_0:
+      return DequantizeQuantRows<DType::kQ4_0><<<group_blocks, 256, 0, stream>>>(bytes, row_bytes, row_begin, rows, k,
+                                                                               out_type, out);
+    case DType::kQ5_0:
+      return DequantizeQuantRows<DType::kQ5_0><<<group_blocks, 256, 0, stream>>>(bytes, row_bytes, row_begin, rows, k,
+                                                                               out_type, out);
+    case DType::kQ4_K:
+      return DequantizeQuantRows<DType::kQ4_K><<<group_blocks, 256, 0, stream>>>(bytes, row_bytes, row_begin, rows, k,
+                                                                               out_type, out);
+    case DType::kQ6_K:
+      return DequantizeQuantRows<DType::kQ6_K><<<group_blocks, 256, 0, stream>>>(bytes, row_bytes, row_begin, rows, k,
+                                                                               out_type, out);
+    default:
+      DequantizeRowsKernel<<<blocks, 256, 0, stream>>>(type, bytes, row_bytes, row_begin, rows, k, out_type, out);
+  }
 }
 
 void LaunchConvertF32(const float* x, int64_t count, DType out_type, void* out, cudaStream_t stream) {
