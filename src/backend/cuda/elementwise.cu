@@ -1,0 +1,116 @@
+// Elementwise ops, RoPE and the embedding gather: memory-bound one-pass kernels.
+#include <algorithm>
+
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.h"
+
+namespace gemmarun::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+unsigned Blocks(int64_t count) { return static_cast<unsigned>(CeilDiv(count, kThreads)); }
+
+__device__ __forceinline__ float GeluTanh(float x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void GeluMulKernel(const float* gate, const float* up, float* out, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = GeluTanh(gate[i]) * up[i];
+}
+__global__ void GeluKernel(float* x, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) x[i] = GeluTanh(x[i]);
+}
+__global__ void AddKernel(const float* a, const float* b, float* out, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = a[i] + b[i];
+}
+__global__ void MulKernel(const float* a, const float* b, float* out, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = a[i] * b[i];
+}
+__global__ void SoftCapKernel(float* x, int64_t count, float cap) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) x[i] = cap * tanhf(x[i] / cap);
+}
+
+// One thread per rotated pair. The angle is formed in double: positions reach
+// 10^5 and an f32 product would lose the low bits that sin/cos need.
+__global__ void RopeKernel(float* x, const float* positions, int64_t tokens, int64_t heads, int64_t head_dim,
+                           int rotary_dim, float theta, float position_scale) {
+  const int half = rotary_dim / 2;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= tokens * heads * half) return;
+  const int pair = static_cast<int>(i % half);
+  const int64_t vector = i / half;  // (token, head)
+  const int64_t token = vector / heads;
+  const double angle = positions[token] / pow(static_cast<double>(theta), 2.0 * pair / rotary_dim) / position_scale;
+  double s, c;
+  sincos(angle, &s, &c);
+  float* v = x + vector * head_dim;
+  const float a = v[pair], b = v[pair + half];
+  v[pair] = static_cast<float>(a * c - b * s);
+  v[pair + half] = static_cast<float>(b * c + a * s);
+}
+
+__global__ void EmbedKernel(DType type, const uint8_t* table, int64_t row_bytes, int64_t cols, const int32_t* ids,
+                            float scale, float* out) {
+  const uint8_t* row = table + static_cast<int64_t>(ids[blockIdx.y]) * row_bytes;
+  float* dst = out + static_cast<int64_t>(blockIdx.y) * cols;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[c] = DecodeElement(type, row, c) * scale;
+  }
+}
+
+__global__ void CopyKernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t words) {
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < words;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    dst[i] = __ldcs(src + i);
+  }
+}
+
+}  // namespace
+
+void LaunchCopy(const void* src, void* dst, size_t bytes, cudaStream_t stream) {
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const size_t words = bytes / 16;
+  const unsigned blocks = static_cast<unsigned>(std::min<size_t>(CeilDiv(words, kThreads), sms * 8));
+  CopyKernel<<<blocks, kThreads, 0, stream>>>(static_cast<const uint4*>(src), static_cast<uint4*>(dst), words);
+}
+
+void LaunchGeluMul(const float* gate, const float* up, float* out, int64_t count, cudaStream_t stream) {
+  GeluMulKernel<<<Blocks(count), kThreads, 0, stream>>>(gate, up, out, count);
+}
+void LaunchGelu(float* x, int64_t count, cudaStream_t stream) {
+  GeluKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count);
+}
+void LaunchAdd(const float* a, const float* b, float* out, int64_t count, cudaStream_t stream) {
+  AddKernel<<<Blocks(count), kThreads, 0, stream>>>(a, b, out, count);
+}
+void LaunchMul(const float* a, const float* b, float* out, int64_t count, cudaStream_t stream) {
+  MulKernel<<<Blocks(count), kThreads, 0, stream>>>(a, b, out, count);
+}
+void LaunchSoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
+  SoftCapKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count, cap);
+}
+void LaunchRope(float* x, const float* positions, int64_t tokens, int64_t heads, int64_t head_dim, int rotary_dim,
+                float theta, float position_scale, cudaStream_t stream) {
+  const int64_t count = tokens * heads * (rotary_dim / 2);
+  if (count == 0) return;
+  RopeKernel<<<Blocks(count), kThreads, 0, stream>>>(x, positions, tokens, heads, head_dim, rotary_dim, theta,
+                                                    position_scale);
+}
+void LaunchEmbed(DType type, const void* table, int64_t cols, const int32_t* ids, int64_t count, float scale,
+                 float* out, cudaStream_t stream) {
+  if (count == 0) return;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(CeilDiv(cols, kThreads), 64)), static_cast<unsigned>(count));
+  EmbedKernel<<<grid, kThreads, 0, stream>>>(type, static_cast<const uint8_t*>(table),
+                                             static_cast<int64_t>(RowBytes(type, cols)), cols, ids, scale, out);
+}
+
+}  // namespace gemmarun::cuda
