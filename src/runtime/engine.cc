@@ -298,8 +298,7 @@ Result<Logits> SessionImpl::Prefill(std::span<const int32_t> tokens, const Prefi
 }
 
 Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, const GenerateOptions& options) {
-  GR_RETURN_IF_ERROR(ValidateSampling(options.sampling));
-  if (options.max_new_tokens < -1) return InvalidArgument("max_new_tokens must be >= -1");
+  GR_RETURN_IF_ERROR(ValidateGenerateOptions(options));
   const auto prefill_start = Clock::now();
   if (!prompt.empty()) {
     GR_RETURN_IF_ERROR(Feed(prompt, PrefillOptions{}, nullptr));

@@ -12,11 +12,15 @@
 
 #include "gemmarun/engine.h"
 #include "runtime/sampler.h"
+#include "runtime/stop_strings.h"
 
 namespace gemmarun {
 
 class Tokenizer;
 class StreamingDecoder;
+
+// Checks what Generation relies on beyond ValidateSampling (logprobs bounds).
+Status ValidateGenerateOptions(const GenerateOptions& options);
 
 class Generation {
  public:
@@ -37,13 +41,15 @@ class Generation {
   int max_new_tokens() const { return options_.max_new_tokens; }
 
  private:
-  // Emits text through the callbacks; false when the caller asked to stop.
+  // Emits text through the callbacks (and into details for a real token);
+  // false when the caller asked to stop.
   bool Emit(GeneratedToken token);
 
   GenerateOptions options_;
   Sampler sampler_;
   std::vector<int32_t> model_stop_ids_;
   std::unique_ptr<StreamingDecoder> stream_;
+  StopStringMatcher stop_strings_;
   std::vector<float> raw_logits_;  // a copy for logprobs, only when asked for
   GenerateResult result_;
   bool finished_ = false;

@@ -176,8 +176,7 @@ Status SchedulerImpl::Validate(const Request& request) const {
   if (request.image && config.family != ModelFamily::kPaliGemma) {
     return InvalidArgument(std::string(FamilyName(config.family)) + " models take no image");
   }
-  if (request.options.max_new_tokens < -1) return InvalidArgument("max_new_tokens must be >= -1");
-  return ValidateSampling(request.options.sampling);
+  return ValidateGenerateOptions(request.options);
 }
 
 void SchedulerImpl::TakeInbox() {
