@@ -12,8 +12,10 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
 #include "io/image.h"
+#include "runtime/logprobs.h"
 #include "runtime/model_source.h"
 #include "runtime/sampler.h"
+#include "runtime/stop_strings.h"
 
 namespace gemmarun {
 namespace {
@@ -204,7 +206,10 @@ Result<Logits> SessionImpl::Prefill(std::span<const int32_t> tokens, const Prefi
 
 Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, const GenerateOptions& options) {
   GR_RETURN_IF_ERROR(ValidateSampling(options.sampling));
-  if (options.max_new_tokens < 0) return InvalidArgument("max_new_tokens must be >= 0");
+  if (options.max_new_tokens < -1) return InvalidArgument("max_new_tokens must be >= 0, or -1 for no limit");
+  if (options.logprobs > kMaxTopLogprobs) {
+    return InvalidArgument("logprobs must be at most " + std::to_string(kMaxTopLogprobs));
+  }
   GenerateResult result;
   const auto prefill_start = Clock::now();
   if (!prompt.empty()) {
@@ -219,9 +224,30 @@ Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, co
   const Tokenizer* tokenizer = engine_->tokenizer();
   std::unique_ptr<StreamingDecoder> stream;
   if (tokenizer != nullptr) stream = std::make_unique<StreamingDecoder>(*tokenizer);
+  StopStringMatcher stop_strings(options.stop_strings);
+  // Every piece of text goes through the stop-string matcher on its way out; a
+  // match ends generation and is not released.
+  auto emit = [&](int32_t id, std::string text, TokenLogprobs* logprobs) {
+    if (!stop_strings.empty()) text = stop_strings.Push(text);
+    result.text += text;
+    GeneratedToken token;
+    if (options.logprobs >= 0 || options.on_generated) {
+      token.id = id;
+      token.text = text;
+      if (logprobs != nullptr) {
+        token.logprob = logprobs->chosen;
+        token.top = std::move(logprobs->top);
+      }
+    }
+    bool go_on = true;
+    if (options.on_generated) go_on = options.on_generated(token);
+    else if (options.on_token) go_on = options.on_token(id, text);
+    if (options.logprobs >= 0 && id >= 0) result.details.push_back(std::move(token));
+    return go_on;
+  };
   const auto decode_start = Clock::now();
   std::vector<float> logits = last_logits_;
-  for (int step = 0; step < options.max_new_tokens; ++step) {
+  for (int step = 0; options.max_new_tokens < 0 || step < options.max_new_tokens; ++step) {
     if (!pending_.empty()) {
       if (length() >= context_length()) {
         result.stop_reason = StopReason::kContextFull;
@@ -239,21 +265,36 @@ Result<GenerateResult> SessionImpl::Generate(std::span<const int32_t> prompt, co
       result.stop_reason = StopReason::kStopToken;
       break;
     }
+    TokenLogprobs logprobs;
+    if (options.logprobs >= 0) logprobs = ComputeLogprobs(last_logits_, id, options.logprobs);  // raw logits
     result.tokens.push_back(id);
     pending_.push_back(id);
     tokens_.push_back(id);
-    std::string text = stream ? stream->Push(id) : std::string();
-    result.text += text;
-    if (options.on_token && !options.on_token(id, text)) {
+    if (!emit(id, stream ? stream->Push(id) : std::string(), &logprobs)) {
       result.stop_reason = StopReason::kCallback;
+      break;
+    }
+    if (stop_strings.matched()) {
+      result.stop_reason = StopReason::kStopString;
+      result.stop_string = stop_strings.matched_string();
       break;
     }
     result.stop_reason = StopReason::kMaxTokens;
   }
-  if (stream) {
-    const std::string rest = stream->Flush();
+  if (stream && !stop_strings.matched()) {
+    std::string rest = stream->Flush();
+    if (!stop_strings.empty()) {
+      rest = stop_strings.Push(rest);
+      if (stop_strings.matched()) {
+        result.stop_reason = StopReason::kStopString;
+        result.stop_string = stop_strings.matched_string();
+      } else {
+        rest += stop_strings.Flush();
+      }
+    }
     result.text += rest;
-    if (!rest.empty() && options.on_token) options.on_token(-1, rest);
+    if (!rest.empty() && options.on_token && !options.on_generated) options.on_token(-1, rest);
+    if (!rest.empty() && options.on_generated) options.on_generated(GeneratedToken{-1, rest, 0.0f, {}});
   }
   result.decode_seconds = SecondsSince(decode_start);
   return result;
