@@ -65,6 +65,7 @@ Result<std::vector<int32_t>> ParseIds(const std::string& path, const std::string
 
 int Run(const PerplexityFlags& flags) {
   if (flags.file.empty() == flags.ids_file.empty()) return Fail("give exactly one of -f/--file and --ids");
+  if (Status s = CheckGpuLayers(flags.model.gpu_layers); !s.ok()) return Fail(s);
   const std::string& source = flags.ids_file.empty() ? flags.file : flags.ids_file;
   auto input = ReadTextFile(source, flags.ids_file.empty() ? "-f/--file" : "--ids");
   if (!input.ok()) return Fail(input.status());
