@@ -150,7 +150,13 @@ Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
   }
   // By content, as for models: a GGUF file whatever its name, else a tokenizer file or folder.
   Result<ModelPathKind> kind = DetectModelPath(path);
-  if (!kind.ok() || *kind != ModelPathKind::kGguf) return Tokenizer::LoadForModel(path);
+  if (!kind.ok() || *kind != ModelPathKind::kGguf) {
+    Result<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::LoadForModel(path);
+    if (tokenizer.ok() || !fs::exists(status)) return tokenizer;
+    return Status(tokenizer.status().code(), tokenizer.status().message() +
+                                                 " (expected a model folder or GGUF file, or a tokenizer.json or "
+                                                 "tokenizer.model)");
+  }
   GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
   if (!file.Has("tokenizer.ggml.tokens")) return NotFound(path + ": the GGUF file has no vocabulary");
   return TokenizerFromGguf(file);
