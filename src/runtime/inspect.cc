@@ -109,7 +109,9 @@ Result<ModelReport> InspectModel(const std::string& model_path, int64_t context)
       for (const TensorSource& t : file.tensors()) stored.push_back(StoredTensor{t.name, t.dtype, t.bytes});
       return Inspect(config, &stored, model_path, context);
     }
-    return InvalidArgument(model_path + ": a safetensors file; give the checkpoint folder that holds it");
+    // A safetensors file stands for its checkpoint folder, as for loading.
+    const std::string dir = fs::path(model_path).parent_path().string();
+    return InspectModel(dir.empty() ? "." : dir, context);
   }
   GR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_path));
   const fs::path dir(model_path);

@@ -268,6 +268,12 @@ TEST(HabitsTest, ModelsAreRecognisedByContentNotByName) {
   }
   auto inspect = RunGemmarun("inspect --json -m " + blob);
   EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
+  // A checkpoint's safetensors file is inspected as its folder.
+  auto from_file = RunGemmarun("inspect --json -m " + DataDir() + "/gemma1_mqa/model.safetensors");
+  auto from_folder = RunGemmarun("inspect --json -m " + DataDir() + "/gemma1_mqa");
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_EQ(from_file.out.substr(from_file.out.find("\"params\"")),
+            from_folder.out.substr(from_folder.out.find("\"params\"")));
   std::ofstream(dir.file("notes.gguf")) << "just some text\n";
   ExpectErrorLine(RunGemmarun("generate -m " + dir.file("notes.gguf") + ids), "neither a GGUF file");
 }
