@@ -189,7 +189,7 @@ std::string Format(const Stats& s, int precision, int width) {
 int RunBandwidthOnly(const BenchFlags& flags) {
   if (!flags.model.model.empty()) return Fail("--bandwidth-only measures the memory alone; drop -m");
   if (flags.bandwidth_mib <= 0) return Fail("--bandwidth-only needs --bandwidth-mib > 0");
-  const int threads = RequestedThreads(flags.model.threads);
+  const int threads = RequestedThreads(CapThreads(flags.model.threads));
   Stats bandwidth;
   for (int rep = 0; rep < flags.reps; ++rep) {
     bandwidth.values.push_back(MeasureReadBandwidth(size_t(flags.bandwidth_mib) << 20, threads, 3));
@@ -625,15 +625,19 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
   CLI::App* app = root.add_subcommand("bench", "Measure prefill and decode speed (tokens/s, GB/s, peak memory)");
   flags->model.Add(app, /*model_required=*/false);
   app->add_option("-p,--n-prompt", flags->prompt_tokens, "prompt tokens prefilled in one call (0: skip)")
+      ->check(IntIn(0, kMaxContextFlag))->capture_default_str();
+  app->add_option("-n,--n-gen", flags->gen_tokens, "tokens decoded one at a time (0: skip)")
+      ->check(IntIn(0, kMaxTokensFlag))->capture_default_str();
+  app->add_option("-r,--reps", flags->reps, "timed repetitions of each test")->check(IntIn(1, 1000))
       ->capture_default_str();
-  app->add_option("-n,--n-gen", flags->gen_tokens, "tokens decoded one at a time (0: skip)")->capture_default_str();
+  app->add_option("--seed", flags->seed, "seed of the random prompt ids")->check(IntIn(0, UINT32_MAX))
+      ->capture_default_str();
   app->add_option("-d,--depth", flags->depths,
                   "comma-separated cache depths: measure -p/-n after this many tokens (as llama-bench -d)")
-      ->delimiter(',');
-  app->add_option("-r,--reps", flags->reps, "timed repetitions of each test")->capture_default_str();
-  app->add_option("--seed", flags->seed, "seed of the random prompt ids")->capture_default_str();
+      ->delimiter(',')
+      ->check(IntIn(0, kMaxContextFlag));
   app->add_option("--bandwidth-mib", flags->bandwidth_mib, "buffer of the memory bandwidth test (0: skip it)")
-      ->capture_default_str();
+      ->check(IntIn(0, 1 << 20))->capture_default_str();
   app->add_flag("--bandwidth-only", flags->bandwidth_only,
                 "measure only the memory read bandwidth, --reps times (no model)");
   app->add_flag("--json", flags->json, "print one JSON object");
@@ -641,7 +645,7 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
                   "aggregate speed of B sequences together, e.g. 1,2,4,8,16 (B prompts of -p tokens in one pass, "
                   "then B tokens per decode pass)")
       ->delimiter(',')
-      ->check(CLI::Range(1, 1024));
+      ->check(IntIn(1, 1024));
   app->footer(
       "Prompts are random token ids (no tokenizer needed); decoding is greedy and never stops early.\n"
       "Decode GB/s = weight bytes x tokens/s: every weight is read once per token. The bandwidth\n"

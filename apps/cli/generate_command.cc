@@ -16,14 +16,34 @@ namespace {
 
 struct GenerateFlags {
   ModelFlags model;
+  GenerationFlags generation;
   std::string prompt;
+  bool prompt_given = false;
+  std::string prompt_file;
+  bool escape = false;
   std::string ids;
   std::string image;
-  int max_tokens = 128;
   bool json = false;
   bool no_bos = false;
-  SamplingOptions sampling;
 };
+
+// The prompt text from -p, -f or (neither given, stdin not a terminal) stdin.
+Result<std::string> PromptText(const GenerateFlags& flags) {
+  if (flags.prompt_given && !flags.prompt_file.empty()) return InvalidArgument("give one of -p/--prompt and -f/--file");
+  std::string text;
+  if (flags.prompt_given) {
+    text = flags.prompt;
+  } else if (!flags.prompt_file.empty()) {
+    GR_ASSIGN_OR_RETURN(text, ReadTextFile(flags.prompt_file, "-f/--file"));
+  } else if (!StdinIsTerminal()) {
+    GR_ASSIGN_OR_RETURN(text, ReadAllStdin());
+  } else {
+    return InvalidArgument("no prompt: give -p TEXT, -f FILE, --ids, or pipe the prompt on stdin");
+  }
+  if (flags.escape) text = ProcessEscapes(text);
+  if (text.empty()) return InvalidArgument("the prompt is empty");
+  return text;
+}
 
 Result<std::vector<int32_t>> ParseIds(const std::string& text) {
   std::vector<int32_t> ids;
@@ -49,12 +69,24 @@ Result<std::vector<int32_t>> ParseIds(const std::string& text) {
   return ids;
 }
 
-int Run(const GenerateFlags& flags) {
-  if (flags.prompt.empty() == flags.ids.empty()) return Fail("give exactly one of -p/--prompt and --ids");
-  if (flags.max_tokens < 0) return Fail("-n must be >= 0");
+int Run(GenerateFlags& flags) {
+  if (!flags.ids.empty() && (flags.prompt_given || !flags.prompt_file.empty())) {
+    return Fail("give one of -p/--prompt, -f/--file and --ids");
+  }
+  if (Status s = flags.generation.Check(flags.json); !s.ok()) return Fail(s);
+  std::string prompt_text;
+  if (flags.ids.empty()) {
+    auto text = PromptText(flags);
+    if (!text.ok()) return Fail(text.status());
+    prompt_text = std::move(text).value();
+  }
   auto engine = flags.model.Load();
   if (!engine.ok()) return Fail(engine.status());
   Engine& e = **engine;
+  if (flags.generation.verbose) {
+    std::fprintf(stderr, "%s (%s), %s; seed %llu\n", e.info().source.c_str(), e.info().family.c_str(),
+                 e.info().backend.c_str(), static_cast<unsigned long long>(flags.generation.seed_used()));
+  }
 
   std::vector<int32_t> prompt;
   Image image;
@@ -70,7 +102,7 @@ int Run(const GenerateFlags& flags) {
       if (!text.ok()) return Fail(text.status());
       ids = e.ImagePromptFromIds(*text);
     } else {
-      ids = e.ImagePrompt(flags.prompt);
+      ids = e.ImagePrompt(prompt_text);
     }
     if (!ids.ok()) return Fail(ids.status());
     prompt = std::move(ids).value();
@@ -80,7 +112,7 @@ int Run(const GenerateFlags& flags) {
     if (!ids.ok()) return Fail(ids.status());
     prompt = std::move(ids).value();
   } else {
-    auto ids = e.Tokenize(flags.prompt, !flags.no_bos);
+    auto ids = e.Tokenize(prompt_text, !flags.no_bos);
     if (!ids.ok()) return Fail(ids.status());
     prompt = std::move(ids).value();
   }
@@ -110,9 +142,7 @@ int Run(const GenerateFlags& flags) {
     bar.Finish();
     image_prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  GenerateOptions options;
-  options.max_new_tokens = flags.max_tokens;
-  options.sampling = flags.sampling;
+  GenerateOptions options = flags.generation.Options();
   const bool has_tokenizer = e.has_tokenizer();
   options.on_token = [&](int32_t id, const std::string& text) {
     if (flags.json) return true;
@@ -129,7 +159,10 @@ int Run(const GenerateFlags& flags) {
     nlohmann::json out = GenerationJson(*result, prompt_tokens, prefill_seconds);
     out["text"] = result->text;
     out["tokens"] = result->tokens;
-    std::printf("%s\n", out.dump(2).c_str());
+    out["seed"] = flags.generation.seed_used();
+    if (result->stop_reason == StopReason::kStopString) out["stop_string"] = result->stop_string;
+    if (options.logprobs >= 0) out["logprobs"] = LogprobsJson(e, *result);
+    std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
     std::fflush(stdout);  // the newline before the stats, also when both streams go to one pipe
@@ -148,21 +181,29 @@ void AddGenerateCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<GenerateFlags>();
   CLI::App* app = root.add_subcommand("generate", "Generate text that continues a prompt");
   flags->model.Add(app);
-  app->add_option("-p,--prompt", flags->prompt, "prompt text (BOS is added)");
+  CLI::Option* prompt = app->add_option("-p,--prompt", flags->prompt, "prompt text (BOS is added)");
+  app->add_option("-f,--file", flags->prompt_file, "read the prompt from this file");
+  app->add_flag("-e,--escape", flags->escape, "turn \\n, \\t, \\r, \\\\, \\\" and \\' in the prompt into the characters");
   app->add_option("--ids", flags->ids, "prompt as token ids, e.g. 2,651,6037 (no tokenizer needed)");
   app->add_option("--image", flags->image, "PNG or JPEG image (PaliGemma); with --ids, the ids are the text part");
-  app->add_option("-n,--n-predict", flags->max_tokens, "tokens to generate")->capture_default_str();
-  AddSamplingFlags(app, &flags->sampling);
+  flags->generation.Add(app, 128, "tokens to generate");
   app->add_flag("--no-bos", flags->no_bos, "do not add BOS before the prompt");
-  app->add_flag("--json", flags->json, "print one JSON object: text, tokens, timings, stop reason");
+  app->add_flag("--json", flags->json,
+                "print one JSON object: text, tokens, timings, stop reason, seed (and --logprobs)");
   app->footer(
+      "Without -p, -f or --ids the prompt is read from stdin (when it is not a terminal).\n"
       "Examples:\n"
       "  gemmarun generate -m ./gemma-2b -p \"The capital of France is\" -n 32\n"
+      "  gemmarun generate -m model.gguf -f prompt.txt -n -1 --stop \"\\n\\n\"\n"
+      "  echo \"Once upon a time\" | gemmarun generate -m model.gguf --json --logprobs 3 -n 8\n"
       "  gemmarun generate -m model.gguf -p \"Once upon a time\" --temp 0.8 --top-p 0.95 --seed 1\n"
       "  gemmarun generate -m tests/data/gemma1_mqa --ids 2,369,137 -n 8\n"
       "  gemmarun generate -m ./paligemma-3b-pt-224 --image cat.jpg -p \"caption en\"\n"
       "  gemmarun generate -m ./gemma-2b -p \"Hello\" --dtype q8_0   # quantize at load");
-  app->callback([flags, exit_code] { *exit_code = Run(*flags); });
+  app->callback([flags, exit_code, prompt] {
+    flags->prompt_given = prompt->count() > 0;
+    *exit_code = Run(*flags);
+  });
 }
 
 }  // namespace gemmarun::cli

@@ -39,10 +39,12 @@ void AddInspectCommand(CLI::App& root, int* exit_code) {
       "inspect", "Show a model's modules, parameter counts, weight memory and KV-cache size (no weights loaded)");
   // -m/--config exclusion and --context's range are checked in Run, so that a
   // mistake reads as one "error: ..." line like every other failure.
-  app->add_option("-m,--model", flags->model, "HF checkpoint folder (reads config.json + safetensors headers)");
+  app->add_option("-m,--model", flags->model,
+                  "HF checkpoint folder or GGUF file (reads config.json + safetensors headers, or the GGUF metadata)");
   app->add_option("--config", flags->config, "a config.json, or a folder holding one; nothing else is read");
   CLI::Option* context =
-      app->add_option("-c,--context", flags->context, "also give the KV-cache bytes at this many tokens");
+      app->add_option("-c,--context", flags->context, "also give the KV-cache bytes at this many tokens")
+          ->check(IntIn(1, kMaxContextFlag));
   app->add_flag("--json", flags->json,
                 "print one JSON object: modules, params, params_without_embedding, params_by_kind, "
                 "bytes_by_dtype, kv_cache");
@@ -53,6 +55,7 @@ void AddInspectCommand(CLI::App& root, int* exit_code) {
       "Examples:\n"
       "  gemmarun inspect --config ./gemma-2-2b/config.json\n"
       "  gemmarun inspect -m ./gemma-3-1b --context 32768\n"
+      "  gemmarun inspect -m gemma-3-270m-q4_k_m.gguf\n"
       "  gemmarun inspect --config ./recurrentgemma-2b --context 8192 --json");
   app->callback([flags, exit_code, context] {
     flags->context_given = context->count() > 0;

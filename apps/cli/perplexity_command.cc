@@ -33,14 +33,6 @@ struct PerplexityFlags {
   bool json = false;
 };
 
-Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument(path + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Token ids separated by whitespace and/or commas, e.g. "651 6037,563\n".
 Result<std::vector<int32_t>> ParseIds(const std::string& path, const std::string& text, int vocab_size) {
   std::vector<int32_t> ids;
@@ -73,12 +65,13 @@ Result<std::vector<int32_t>> ParseIds(const std::string& path, const std::string
 
 int Run(const PerplexityFlags& flags) {
   if (flags.file.empty() == flags.ids_file.empty()) return Fail("give exactly one of -f/--file and --ids");
+  if (Status s = CheckGpuLayers(flags.model.gpu_layers); !s.ok()) return Fail(s);
   const std::string& source = flags.ids_file.empty() ? flags.file : flags.ids_file;
-  auto input = ReadFile(source);
+  auto input = ReadTextFile(source, flags.ids_file.empty() ? "-f/--file" : "--ids");
   if (!input.ok()) return Fail(input.status());
   if (flags.window < 2) return Fail("-c/--ctx-size must be at least 2 for perplexity");
   auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.window, /*weight_dtype=*/"",
-                           flags.model.matmul_precision, flags.model.cache_type);
+                           flags.model.matmul_precision, flags.model.gpu_layers, flags.model.cache_type);
   if (!engine.ok()) return Fail(engine.status());
   auto ids = flags.ids_file.empty() ? (*engine)->Tokenize(*input, /*add_bos=*/false)
                                     : ParseIds(source, *input, (*engine)->info().vocab_size);
@@ -141,8 +134,8 @@ int Run(const PerplexityFlags& flags) {
     out["tokens_per_second"] = windows * flags.window / seconds;
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    std::printf("perplexity %.4f over %lld tokens (%lld windows of %lld; %.1f tokens/s)\n", ppl,
-                static_cast<long long>(scored), static_cast<long long>(windows),
+    std::printf("perplexity %.4f over %lld tokens (%lld window%s of %lld; %.1f tokens/s)\n", ppl,
+                static_cast<long long>(scored), static_cast<long long>(windows), windows == 1 ? "" : "s",
                 static_cast<long long>(flags.window), windows * flags.window / seconds);
   }
   return 0;
@@ -153,14 +146,17 @@ int Run(const PerplexityFlags& flags) {
 void AddPerplexityCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<PerplexityFlags>();
   CLI::App* app = root.add_subcommand("perplexity", "Measure a model's perplexity on a text file");
-  app->add_option("-m,--model", flags->model.model, "HF checkpoint folder or .gguf file")->required();
-  app->add_option("-t,--threads", flags->model.threads, "threads (default: physical cores)");
+  app->add_option("-m,--model", flags->model.model, "HF checkpoint folder or GGUF file")->required();
+  AddThreadsFlag(app, &flags->model.threads);
   AddMatMulPrecisionFlag(app, &flags->model.matmul_precision);
+  AddGpuLayersFlag(app, &flags->model.gpu_layers);
   app->add_option("-f,--file", flags->file, "text file");
   app->add_option("--ids", flags->ids_file,
                   "file of the text's token ids (whitespace or comma separated, no BOS) to use instead of -f");
-  app->add_option("-c,--ctx-size", flags->window, "tokens per window, BOS included")->capture_default_str();
-  app->add_option("--max-windows", flags->max_windows, "score at most this many windows (0 = all)");
+  app->add_option("-c,--ctx-size", flags->window, "tokens per window, BOS included")
+      ->check(IntIn(2, kMaxContextFlag))->capture_default_str();
+  app->add_option("--max-windows", flags->max_windows, "score at most this many windows (0 = all)")
+      ->check(IntIn(0, int64_t{1} << 31));
   app->add_option("--save-logits", flags->save_logits,
                   "write every window's logits as raw float32 [tokens, vocab] to this file");
   app->add_option("--save-ids", flags->save_ids, "write the text's token ids (no BOS), space separated, to this file");

@@ -22,7 +22,7 @@ struct TokenizerFlags {
 
   void Add(CLI::App* app) {
     app->add_option("-m,--model", model,
-                    "model folder holding tokenizer.json or tokenizer.model");
+                    "model folder (holding tokenizer.json or tokenizer.model) or GGUF file");
     app->add_option("--tokenizer", tokenizer,
                     "a tokenizer.json or tokenizer.model file");
   }
@@ -187,12 +187,10 @@ int RunDetokenize(const DetokenizeFlags& flags) {
   if (!ids.ok()) return Fail(ids.status());
   auto text = (*tokenizer)->Decode(*ids, flags.skip_special);
   if (!text.ok()) return Fail(text.status());
+  // The text, then a newline as echo ends with one, so the shell's prompt is on a
+  // line of its own; strip one trailing newline to get the text byte for byte.
   std::fwrite(text->data(), 1, text->size(), stdout);
-  // The text itself, byte for byte, for pipes; a terminal also gets the
-  // prompt back on its own line.
-  if (isatty(fileno(stdout)) && !text->empty() && text->back() != '\n') {
-    std::fputc('\n', stdout);
-  }
+  std::fputc('\n', stdout);
   return 0;
 }
 
@@ -233,6 +231,7 @@ void AddTokenizeCommands(CLI::App& root, int* exit_code) {
       "Special tokens print as their text unless --skip-special is given.\n"
       "\n"
       "Examples:\n"
+      "The text is followed by one newline (strip it to get the text byte for byte).\n"
       "  gemmarun detokenize -m ./gemma-2b 2,651,6037\n"
       "  gemmarun detokenize --tokenizer tokenizer.json \"[2, 651, 6037]\"\n"
       "  echo '651 6037 576' | gemmarun detokenize -m ./gemma-2b");

@@ -19,7 +19,7 @@ struct VerifyFlags {
 int Run(const VerifyFlags& flags) {
   VerifyOptions options;
   options.tolerance = flags.tolerance;
-  options.num_threads = flags.threads;
+  options.num_threads = CapThreads(flags.threads);
   options.matmul_precision = flags.matmul_precision;
   auto report = VerifyFixture(flags.dir, options);
   if (!report.ok()) return Fail(report.status());
@@ -46,8 +46,8 @@ void AddVerifyCommand(CLI::App& root, int* exit_code) {
   CLI::App* app = root.add_subcommand("verify", "Check the engine against a reference fixture folder");
   app->add_option("dir", flags->dir, "fixture folder: config.json, model.safetensors, reference.*")->required();
   app->add_option("--tol", flags->tolerance, "allowed max|diff| as a fraction of max(1, max|logit|)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_option("-t,--threads", flags->threads, "threads (default: physical cores)");
+      ->check(RealIn(0, 1e6, /*min_excluded=*/true))->capture_default_str();
+  AddThreadsFlag(app, &flags->threads);
   AddMatMulPrecisionFlag(app, &flags->matmul_precision)
       ->description("f32 or bf16: products of bf16-weight matrices. Unlike the other commands, verify defaults to "
                     "f32 (exact), since it compares with float64 references; bf16 needs --tol 1e-2")

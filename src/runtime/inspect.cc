@@ -14,10 +14,6 @@
 namespace gemmarun {
 namespace {
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 ModelReport ToReport(const ModelConfig& config, const ModelInspection& inspection, const std::string& source,
                      int64_t context) {
   ModelReport report;
@@ -103,9 +99,9 @@ Result<ModelReport> InspectModel(const std::string& model_path, int64_t context)
   namespace fs = std::filesystem;
   GR_RETURN_IF_ERROR(CheckContext(context));
   std::error_code ec;
-  if (!fs::exists(model_path, ec)) return NotFound(model_path + ": no such file or folder");
-  if (!fs::is_directory(model_path, ec)) {
-    if (EndsWith(model_path, ".gguf")) {
+  GR_ASSIGN_OR_RETURN(const ModelPathKind kind, DetectModelPath(model_path));
+  if (kind != ModelPathKind::kFolder) {
+    if (kind == ModelPathKind::kGguf) {
       // The config comes from the metadata; tensor infos give the stored dtypes.
       GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(model_path));
       GR_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
@@ -113,7 +109,9 @@ Result<ModelReport> InspectModel(const std::string& model_path, int64_t context)
       for (const TensorSource& t : file.tensors()) stored.push_back(StoredTensor{t.name, t.dtype, t.bytes});
       return Inspect(config, &stored, model_path, context);
     }
-    return InvalidArgument(model_path + ": expected a HF checkpoint folder (use --config for a config.json file)");
+    // A safetensors file stands for its checkpoint folder, as for loading.
+    const std::string dir = fs::path(model_path).parent_path().string();
+    return InspectModel(dir.empty() ? "." : dir, context);
   }
   GR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_path));
   const fs::path dir(model_path);

@@ -1,6 +1,8 @@
 #include "runtime/model_source.h"
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "io/gguf.h"
 #include "io/safetensors.h"
@@ -9,10 +11,6 @@
 
 namespace gemmarun {
 namespace {
-
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 size_t TotalBytes(const ModelWeights& weights, const ModelConfig& config) {
   size_t total = 0;
@@ -97,25 +95,68 @@ Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const Pr
 
 }  // namespace
 
+Result<ModelPathKind> DetectModelPath(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) return NotFound(path + ": no such file or folder");
+  if (fs::is_directory(status)) return ModelPathKind::kFolder;
+  if (!fs::is_regular_file(status)) {
+    return InvalidArgument(path + ": not a regular file (a FIFO, socket or device); expected a model folder, a GGUF "
+                                  "file or a safetensors file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open");
+  unsigned char head[9] = {};
+  in.read(reinterpret_cast<char*>(head), sizeof(head));
+  const std::streamsize got = in.gcount();
+  if (got >= 4 && std::memcmp(head, "GGUF", 4) == 0) return ModelPathKind::kGguf;
+  if (got == 9 && head[8] == '{') {
+    uint64_t header_length = 0;
+    for (int i = 7; i >= 0; --i) header_length = header_length << 8 | head[i];
+    if (header_length >= 2 && header_length < (uint64_t{1} << 32)) return ModelPathKind::kSafetensors;
+  }
+  return InvalidArgument(path + ": neither a GGUF file (no 'GGUF' magic) nor a safetensors file; expected a HF "
+                                "checkpoint folder (config.json + *.safetensors) or a GGUF file");
+}
+
 Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress,
                               std::optional<DType> weight_dtype) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::exists(path, ec)) return NotFound(path + ": no such file or folder");
-  if (fs::is_directory(path, ec)) {
-    if (!fs::exists(fs::path(path) / "config.json", ec)) {
-      return NotFound(path + ": folder has no config.json (expected a HF checkpoint folder or a .gguf file)");
+  GR_ASSIGN_OR_RETURN(const ModelPathKind kind, DetectModelPath(path));
+  if (kind == ModelPathKind::kGguf) return LoadGguf(path, backend, progress, weight_dtype);
+  // A safetensors file stands for the checkpoint folder holding it: the config is next to it.
+  const std::string dir = kind == ModelPathKind::kFolder ? path : fs::path(path).parent_path().string();
+  const std::string shown = dir.empty() ? "." : dir;
+  if (!fs::exists(fs::path(shown) / "config.json", ec)) {
+    if (kind == ModelPathKind::kSafetensors) {
+      return NotFound(path + ": a safetensors file without a config.json next to it (give the checkpoint folder)");
     }
-    return LoadHfFolder(path, backend, progress, weight_dtype);
+    return NotFound(path + ": folder has no config.json (expected a HF checkpoint folder or a GGUF file)");
   }
-  if (EndsWith(path, ".gguf")) return LoadGguf(path, backend, progress, weight_dtype);
-  return InvalidArgument(path + ": expected a HF checkpoint folder (config.json + *.safetensors) or a .gguf file");
+  return LoadHfFolder(shown, backend, progress, weight_dtype);
 }
 
 Result<ModelConfig> LoadModelConfig(const std::string& path) { return LoadHfConfig(path); }
 
 Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
-  if (!EndsWith(path, ".gguf")) return Tokenizer::LoadForModel(path);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (fs::exists(status) && !fs::is_directory(status) && !fs::is_regular_file(status)) {
+    return InvalidArgument(path + ": not a regular file (a FIFO, socket or device); expected a model folder, a GGUF "
+                                  "file, a tokenizer.json or a tokenizer.model");
+  }
+  // By content, as for models: a GGUF file whatever its name, else a tokenizer file or folder.
+  Result<ModelPathKind> kind = DetectModelPath(path);
+  if (!kind.ok() || *kind != ModelPathKind::kGguf) {
+    Result<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::LoadForModel(path);
+    if (tokenizer.ok() || !fs::exists(status)) return tokenizer;
+    return Status(tokenizer.status().code(), tokenizer.status().message() +
+                                                 " (expected a model folder or GGUF file, or a tokenizer.json or "
+                                                 "tokenizer.model)");
+  }
   GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
   if (!file.Has("tokenizer.ggml.tokens")) return NotFound(path + ": the GGUF file has no vocabulary");
   return TokenizerFromGguf(file);

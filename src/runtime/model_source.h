@@ -25,6 +25,15 @@ using ProgressFn = std::function<void(const char* stage, size_t done, size_t tot
 Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress,
                               std::optional<DType> weight_dtype = std::nullopt);
 
+// What a path holds, judged by its content (an ollama blob has no extension).
+enum class ModelPathKind { kFolder, kGguf, kSafetensors };
+
+// A folder, a file starting with the GGUF magic, or a file starting with a
+// safetensors header (8-byte little-endian length, then '{'). Anything else,
+// and anything that is not a regular file (a FIFO would block the reader), is
+// an error naming the path.
+Result<ModelPathKind> DetectModelPath(const std::string& path);
+
 // Only config.json: for `inspect --config` without weights.
 Result<ModelConfig> LoadModelConfig(const std::string& path);
 

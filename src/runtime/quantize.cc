@@ -380,6 +380,12 @@ Result<QuantizeReport> QuantizeModel(const std::string& input, const std::string
   std::error_code ec;
   if (!fs::exists(input, ec)) return NotFound(input + ": no such file or folder");
   if (fs::equivalent(input, output, ec)) return InvalidArgument(output + ": the output would overwrite the input");
+  // Checked before any temporary file next to the output is written, so the error names the folder.
+  const fs::path output_dir = fs::path(output).parent_path();
+  if (!output_dir.empty() && !fs::is_directory(output_dir, ec)) {
+    return NotFound(output + ": the folder " + output_dir.string() + " does not exist");
+  }
+  if (fs::is_directory(output, ec)) return InvalidArgument(output + ": is a folder; give the .gguf file to write");
 
   // The source: its config, a tensor lookup by HF name, and its vocabulary.
   const bool is_folder = fs::is_directory(input, ec);

@@ -240,7 +240,7 @@ TEST(CliTest, BenchAtDepthReportsEveryDepth) {
   }
   EXPECT_NE(r.out.find("\"depths\""), std::string::npos) << r.out;
   ExpectOneLineError(RunGemmarun("bench" + model + " -d 0,300 -p 8 -n 4"), "the model holds 256 positions; -d 300");
-  ExpectOneLineError(RunGemmarun("bench" + model + " -d -5"), "-d/--depth values must be >= 0");
+  ExpectOneLineError(RunGemmarun("bench" + model + " -d -5"), "--depth: expected an integer from 0");
 }
 
 }  // namespace

@@ -45,3 +45,24 @@ inline CommandResult RunGemmarun(const std::string& args, const std::string& std
 inline std::string DataDir() { return GR_TEST_DATA_DIR; }
 
 }  // namespace gemmarun::testing
+
+#include <gtest/gtest.h>
+
+namespace gemmarun::testing {
+
+inline int CountNewlines(const std::string& s) {
+  int lines = 0;
+  for (char c : s) lines += c == '\n';
+  return lines;
+}
+
+// The promise for every mistake a user can make: exit 1 and one "error: ..."
+// line on stderr that contains `fragment`.
+inline void ExpectErrorLine(const CommandResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(CountNewlines(r.err), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+}
+
+}  // namespace gemmarun::testing

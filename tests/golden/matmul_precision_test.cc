@@ -90,6 +90,7 @@ EngineRun RunEngine(const std::string& dir, const std::string& matmul_precision,
   EngineOptions options;
   options.matmul_precision = matmul_precision;
   options.weight_dtype = weight_dtype;
+  options.cache_type = "f32";  // the comparisons are at f32 precision; an f16 cache would move them by ~1e-3
   auto engine = Engine::Load(dir, options);
   EXPECT_TRUE(engine.ok()) << dir << ": " << engine.status().message();
   if (!engine.ok()) return run;
