@@ -73,6 +73,10 @@ uint32_t BigEndian32(const uint8_t* p) {
 }
 
 Status CheckDimensions(int64_t width, int64_t height, const std::string& what) {
+  if (width == 0 || height == 0) {
+    return InvalidArgument(what + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
+                           " pixels; it has no pixels");
+  }
   if (width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels) {
     return InvalidArgument(what + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
                            " pixels; images are limited to " + std::to_string(kMaxImageSide) + " pixels per side and " +
