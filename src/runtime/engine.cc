@@ -12,6 +12,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
 #include "io/image.h"
+#include "runtime/logit_checks.h"
 #include "runtime/model_source.h"
 #include "runtime/sampler.h"
 
@@ -86,7 +87,7 @@ class EngineImpl final : public Engine {
       }
       weight_dtype = parsed;
     }
-    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress, weight_dtype));
+    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress, weight_dtype, options.context_length));
     const ModelConfig& config = loaded_.model->config();
     default_context_ = options.context_length > 0 ? options.context_length
                                                    : std::min<int64_t>(config.max_seq_len, 8192);
@@ -181,6 +182,7 @@ Result<TensorView> SessionImpl::Feed(std::span<const int32_t> tokens, const Pref
     input.bidirectional = true;
   }
   GR_ASSIGN_OR_RETURN(TensorView logits, engine_->model().Forward(input, *state_));
+  GR_RETURN_IF_ERROR(CheckLogitsFinite(logits));
   if (pending_.empty()) tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   else tokens_.insert(tokens_.end(), tokens.begin() + pending_.size(), tokens.end());
   pending_.clear();
