@@ -1,0 +1,94 @@
+// Regression tests of the hostile-input audit (issue 18) that need more than a file
+// of tests/data/corrupt/: FIFOs, flags sized beyond the machine, verify's exit codes.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_test.h"
+#include "testing/temp_dir.h"
+
+namespace gemmarun {
+namespace {
+
+using testing::DataDir;
+using testing::RunGemmarun;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+void ExpectOneErrorLine(const testing::CommandResult& r, int exit_code, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, exit_code) << r.out << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+}
+
+TEST(HardeningTest, FifoAsModelIsRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = (dir.path() / "model.gguf").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // Before the fix, opening the FIFO waited for a writer forever (ctest's timeout
+  // then fails the test).
+  auto r = RunGemmarun("generate -m " + fifo + " --ids 2 -n 1");
+  ExpectOneErrorLine(r, 1, "not a regular file");
+}
+
+TEST(HardeningTest, FifoAsConfigOrTokenizerIsRefused) {
+  TempDir dir;
+  const std::string fifo = (dir.path() / "config.json").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  ExpectOneErrorLine(RunGemmarun("inspect --config " + fifo), 1, "not a regular file");
+  ExpectOneErrorLine(RunGemmarun("tokenize --tokenizer " + fifo + " hi"), 1, "not a regular file");
+}
+
+TEST(HardeningTest, BandwidthBufferLargerThanMemoryIsAnError) {
+  auto r = RunGemmarun("bench --bandwidth-only --bandwidth-mib 100000000 --reps 1");
+  ExpectOneErrorLine(r, 1, "MiB of memory available");
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(HardeningTest, ModelLargerThanAvailableMemoryIsRefusedNamingBothSizes) {
+  auto r = RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,3 -n 1 -c 256");
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // fits on any machine
+  // The same model on a machine that has 1 MiB left.
+  setenv("GEMMARUN_MEM_AVAILABLE_MIB", "1", 1);
+  auto refused = RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,3 -n 1 -c 100000");
+  unsetenv("GEMMARUN_MEM_AVAILABLE_MIB");
+  ExpectOneErrorLine(refused, 1, "the weights need 1 MB and the KV cache at 100000 tokens 38 MB, but only 1 MB");
+}
+
+// A copy of a verify fixture with reference.json rewritten by `edit`.
+std::string FixtureWithReference(const TempDir& dir, void (*edit)(nlohmann::json&)) {
+  const fs::path copy = dir.path() / "fixture";
+  fs::copy(DataDir() + "/gemma1_mqa", copy, fs::copy_options::recursive);
+  std::ifstream in(copy / "reference.json");
+  nlohmann::json reference = nlohmann::json::parse(in);
+  in.close();
+  edit(reference);
+  std::ofstream(copy / "reference.json") << reference.dump();
+  return copy.string();
+}
+
+TEST(HardeningTest, VerifyRefusesAReferenceWithoutPrompts) {
+  TempDir dir;
+  const std::string fixture = FixtureWithReference(dir, [](nlohmann::json& r) { r["prompts"] = nlohmann::json::array(); });
+  ExpectOneErrorLine(RunGemmarun("verify " + fixture), 2, "the 'prompts' list is empty");
+}
+
+TEST(HardeningTest, VerifyRefusesAReferenceThatDisagreesWithItsTensors) {
+  TempDir dir;
+  const std::string fixture = FixtureWithReference(dir, [](nlohmann::json& r) { r["prompts"].erase(1); });
+  ExpectOneErrorLine(RunGemmarun("verify " + fixture), 2,
+                     "reference.json lists 1 prompts but reference.safetensors holds 2");
+}
+
+TEST(HardeningTest, VerifyCouldNotRunIsExitTwoAndMismatchStaysOne) {
+  ExpectOneErrorLine(RunGemmarun("verify " + DataDir() + "/no_such_fixture"), 2, "no_such_fixture");
+}
+
+}  // namespace
+}  // namespace gemmarun
