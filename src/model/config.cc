@@ -251,6 +251,11 @@ Status ParseRecurrentGemma(const Fields& f, ModelConfig* c) {
   c->ff_hidden_dim = intermediate / 2;  // ref: HF RecurrentGemmaMlp uses intermediate_size // 2
   float partial_rotary = 0.5f;
   GR_RETURN_IF_ERROR(f.Float("partial_rotary_factor", &partial_rotary, false));
+  // Checked before the float -> int conversion below, which is undefined out of range.
+  if (!(partial_rotary > 0.0f && partial_rotary <= 1.0f)) {
+    return InvalidArgument(f.where() + ": partial_rotary_factor " + std::to_string(partial_rotary) +
+                           " is not in (0, 1]");
+  }
   c->rotary_dim = static_cast<int>(c->head_dim * partial_rotary);
   c->lru_width = c->model_dim;
   GR_RETURN_IF_ERROR(f.Int("lru_width", &c->lru_width, false));
@@ -428,12 +433,19 @@ struct FieldRange {
   double max;
 };
 
+// Whole numbers print exactly (16777217, not 1.67772e+07); the rest in %g.
+std::string RangeNumber(double value) {
+  if (value == std::floor(value) && std::fabs(value) < 1e18) return std::to_string(static_cast<int64_t>(value));
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+
 Status CheckRanges(const char* what, std::initializer_list<FieldRange> ranges) {
   for (const FieldRange& r : ranges) {
     if (!(r.value >= r.min && r.value <= r.max)) {  // NaN fails too
-      std::ostringstream message;
-      message << what << r.name << " is " << r.value << ", expected " << r.min << " .. " << r.max;
-      return InvalidArgument(message.str());
+      return InvalidArgument(std::string(what) + r.name + " is " + RangeNumber(r.value) + ", expected " +
+                             RangeNumber(r.min) + " .. " + RangeNumber(r.max));
     }
   }
   return Status::Ok();

@@ -181,6 +181,7 @@ Result<TensorView> SessionImpl::Feed(std::span<const int32_t> tokens, const Pref
     // HF treats a multi-token PaliGemma prompt as a bidirectional prefix even without an image.
     input.bidirectional = true;
   }
+  if (input.all_logits) GR_RETURN_IF_ERROR(CheckLogitsFit(tokens.size(), engine_->model().config().vocab_size));
   GR_ASSIGN_OR_RETURN(TensorView logits, engine_->model().Forward(input, *state_));
   GR_RETURN_IF_ERROR(CheckLogitsFinite(logits));
   if (pending_.empty()) tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "base/memory_info.h"
 #include "tensor/finite.h"
 
 namespace gemmarun {
@@ -18,6 +19,15 @@ Status CheckLogitsFinite(const TensorView& logits) {
                     "): its activations overflowed float32");
   }
   return Status::Ok();
+}
+
+Status CheckLogitsFit(int64_t rows, int64_t vocab) {
+  const double bytes = 2.0 * double(rows) * double(vocab) * sizeof(float);
+  const size_t available = AvailableMemoryBytes();
+  if (available == 0 || bytes <= double(available)) return Status::Ok();
+  return ResourceExhausted("the logits of all " + std::to_string(rows) + " tokens need " + HumanBytes(bytes) +
+                           ", but only " + HumanBytes(double(available)) +
+                           " of memory is available; use a smaller context");
 }
 
 }  // namespace gemmarun

@@ -4,12 +4,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_test.h"
+#include "runtime/logit_checks.h"
 #include "testing/temp_dir.h"
 
 namespace gemmarun {
@@ -88,6 +90,28 @@ TEST(HardeningTest, VerifyRefusesAReferenceThatDisagreesWithItsTensors) {
 
 TEST(HardeningTest, VerifyCouldNotRunIsExitTwoAndMismatchStaysOne) {
   ExpectOneErrorLine(RunGemmarun("verify " + DataDir() + "/no_such_fixture"), 2, "no_such_fixture");
+}
+
+TEST(HardeningTest, AllTokenLogitsBeyondMemoryAreResourceExhausted) {
+  setenv("GEMMARUN_MEM_AVAILABLE_MIB", "1024", 1);
+  // perplexity -c 4096 on Gemma 3's vocabulary: 2 x 4096 x 262144 floats = 8.6 GB.
+  const Status status = CheckLogitsFit(4096, 262144);
+  const Status small = CheckLogitsFit(16, 262144);
+  unsetenv("GEMMARUN_MEM_AVAILABLE_MIB");
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted) << status.message();
+  EXPECT_NE(status.message().find("the logits of all 4096 tokens need 8.59 GB, but only 1.07 GB"), std::string::npos)
+      << status.message();
+  EXPECT_TRUE(small.ok()) << small.message();
+}
+
+TEST(HardeningTest, NonFiniteLogitsNameThePositionAndToken) {
+  float values[2][3] = {{0.0f, 1.0f, 2.0f}, {0.5f, INFINITY, 1.0f}};
+  const TensorView logits{values, DType::kF32, Shape{2, 3}};
+  const Status status = CheckLogitsFinite(logits);
+  EXPECT_NE(status.message().find("an infinite logit (position 1 of this step, token id 1)"), std::string::npos)
+      << status.message();
+  values[1][1] = 0.0f;
+  EXPECT_TRUE(CheckLogitsFinite(logits).ok());
 }
 
 }  // namespace
