@@ -363,6 +363,11 @@ def main():
     image_case("truncated.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xdb",
                "truncated.jpg")
 
+    # Found by tests/fuzz/image_fuzzer (its first two bytes are the fuzzer's size bytes):
+    # a Huffman table of more than 256 codes, which Debian's stb_image 2.27 writes past.
+    huffman = (REPO / "tests/fuzz/regressions/image/jpeg_huffman_overflow").read_bytes()[2:]
+    image_case("huffman_overflow.jpg", huffman, "a Huffman table defines")
+
     with open(OUT / "cases.tsv", "w") as f:
         f.write("# name\targuments ({corrupt}: this folder, {data}: tests/data)\terror fragment\n")
         for name, args, fragment in cases:

@@ -35,9 +35,12 @@ for f in "${fuzzers[@]}"; do
   work=build-fuzz/corpus/$f crashes=build-fuzz/crashes/$f
   mkdir -p "$work" "$crashes"
   log=build-fuzz/fuzz_$f.log
+  # Inputs that once crashed (tests/fuzz/regressions/<fuzzer>/) are replayed first, with the seeds.
+  seeds=(tests/fuzz/corpus/$f)
+  [[ -d tests/fuzz/regressions/$f ]] && seeds+=(tests/fuzz/regressions/$f)
   echo "== fuzz_$f for ${seconds}s"
   if build-fuzz/tests/fuzz/fuzz_"$f" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 \
-      -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "tests/fuzz/corpus/$f" >"$log" 2>&1; then
+      -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "${seeds[@]}" >"$log" 2>&1; then
     # "#123456 DONE cov: 1234 ft: 5678 corp: ..." is libFuzzer's closing status line.
     grep -E "^#[0-9]+ +DONE" "$log" | tail -1 || tail -1 "$log"
   else

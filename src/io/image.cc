@@ -85,6 +85,49 @@ Status CheckDimensions(int64_t width, int64_t height, const std::string& what) {
   return Status::Ok();
 }
 
+// Debian's stb_image 2.27 builds each JPEG Huffman table without checking that
+// its 16 code counts sum to at most 256, and writes past its 257-entry array
+// otherwise (found by tests/fuzz/image_fuzzer; stb 2.28 checks it). So every DHT
+// segment, before and between scans, is checked here first.
+Status CheckJpegHuffmanTables(std::span<const uint8_t> b, const std::string& what) {
+  size_t at = 2;  // after SOI
+  while (at + 4 <= b.size()) {
+    if (b[at] != 0xFF) return Status::Ok();  // stb reports the broken structure itself
+    const uint8_t marker = b[at + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++at;
+      continue;
+    }
+    if (marker == 0xD9) return Status::Ok();  // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {  // TEM, RSTn, SOI: no length
+      at += 2;
+      continue;
+    }
+    const size_t length = (size_t{b[at + 2]} << 8) | b[at + 3];
+    if (length < 2) return Status::Ok();
+    const size_t end = std::min(b.size(), at + 2 + length);
+    if (marker == 0xC4) {
+      for (size_t table = at + 4; table + 17 <= end;) {
+        size_t codes = 0;
+        for (int i = 1; i <= 16; ++i) codes += b[table + i];
+        if (codes > 256) {
+          return Corrupt(what + ": corrupt JPEG: a Huffman table defines " + std::to_string(codes) +
+                         " codes (at most 256)");
+        }
+        table += 17 + codes;
+      }
+    }
+    at += 2 + length;
+    if (marker == 0xDA) {
+      // Entropy-coded data: up to the next marker that is not a stuffed 0xFF00 or a restart.
+      while (at + 1 < b.size() && !(b[at] == 0xFF && b[at + 1] != 0x00 && !(b[at + 1] >= 0xD0 && b[at + 1] <= 0xD7))) {
+        ++at;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 std::string StbReason() {
   const char* reason = stbi_failure_reason();
   return reason != nullptr ? reason : "unknown error";
@@ -247,6 +290,7 @@ Result<RgbImage> DecodeImage(std::span<const uint8_t> bytes, const std::string& 
       std::equal(bytes.begin() + 12, bytes.begin() + 16, "IHDR")) {
     GR_RETURN_IF_ERROR(CheckDimensions(BigEndian32(&bytes[16]), BigEndian32(&bytes[20]), what));
   }
+  if (sniffed.format == Format::kJpeg) GR_RETURN_IF_ERROR(CheckJpegHuffmanTables(bytes, what));
   const int length = static_cast<int>(bytes.size());
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), length, &width, &height, &channels)) {
