@@ -92,7 +92,10 @@ Status CheckDimensions(int64_t width, int64_t height, const std::string& what) {
 Status CheckJpegHuffmanTables(std::span<const uint8_t> b, const std::string& what) {
   size_t at = 2;  // after SOI
   while (at + 4 <= b.size()) {
-    if (b[at] != 0xFF) return Status::Ok();  // stb reports the broken structure itself
+    if (b[at] != 0xFF) {  // stb skips bytes between segments until the next 0xFF
+      ++at;
+      continue;
+    }
     const uint8_t marker = b[at + 1];
     if (marker == 0xFF) {  // fill byte
       ++at;
@@ -105,9 +108,11 @@ Status CheckJpegHuffmanTables(std::span<const uint8_t> b, const std::string& wha
     }
     const size_t length = (size_t{b[at + 2]} << 8) | b[at + 3];
     if (length < 2) return Status::Ok();
-    const size_t end = std::min(b.size(), at + 2 + length);
     if (marker == 0xC4) {
-      for (size_t table = at + 4; table + 17 <= end;) {
+      // As stb reads it: tables follow one another while the segment length lasts,
+      // even when a table's own header runs past it.
+      int64_t remaining = static_cast<int64_t>(length) - 2;
+      for (size_t table = at + 4; remaining > 0 && table + 17 <= b.size();) {
         size_t codes = 0;
         for (int i = 1; i <= 16; ++i) codes += b[table + i];
         if (codes > 256) {
@@ -115,6 +120,7 @@ Status CheckJpegHuffmanTables(std::span<const uint8_t> b, const std::string& wha
                          " codes (at most 256)");
         }
         table += 17 + codes;
+        remaining -= static_cast<int64_t>(17 + codes);
       }
     }
     at += 2 + length;
