@@ -87,48 +87,26 @@ Status CheckDimensions(int64_t width, int64_t height, const std::string& what) {
 
 // Debian's stb_image 2.27 builds each JPEG Huffman table without checking that
 // its 16 code counts sum to at most 256, and writes past its 257-entry array
-// otherwise (found by tests/fuzz/image_fuzzer; stb 2.28 checks it). So every DHT
-// segment, before and between scans, is checked here first.
+// otherwise (found by tests/fuzz/image_fuzzer; stb 2.28 checks it). Rather than
+// follow stb's own walk over segments and scans (it skips stray bytes, reads
+// tables past a segment's length, finds markers inside scans), every 0xFF 0xC4
+// (DHT) in the file is checked: in entropy-coded data 0xFF is always stuffed or a
+// marker, so the only other matches sit inside metadata, where a DHT with more
+// than 256 codes is as corrupt.
 Status CheckJpegHuffmanTables(std::span<const uint8_t> b, const std::string& what) {
-  size_t at = 2;  // after SOI
-  while (at + 4 <= b.size()) {
-    if (b[at] != 0xFF) {  // stb skips bytes between segments until the next 0xFF
-      ++at;
-      continue;
-    }
-    const uint8_t marker = b[at + 1];
-    if (marker == 0xFF) {  // fill byte
-      ++at;
-      continue;
-    }
-    if (marker == 0xD9) return Status::Ok();  // EOI
-    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {  // TEM, RSTn, SOI: no length
-      at += 2;
-      continue;
-    }
-    const size_t length = (size_t{b[at + 2]} << 8) | b[at + 3];
-    if (length < 2) return Status::Ok();
-    if (marker == 0xC4) {
-      // As stb reads it: tables follow one another while the segment length lasts,
-      // even when a table's own header runs past it.
-      int64_t remaining = static_cast<int64_t>(length) - 2;
-      for (size_t table = at + 4; remaining > 0 && table + 17 <= b.size();) {
-        size_t codes = 0;
-        for (int i = 1; i <= 16; ++i) codes += b[table + i];
-        if (codes > 256) {
-          return Corrupt(what + ": corrupt JPEG: a Huffman table defines " + std::to_string(codes) +
-                         " codes (at most 256)");
-        }
-        table += 17 + codes;
-        remaining -= static_cast<int64_t>(17 + codes);
+  for (size_t at = 0; at + 4 <= b.size(); ++at) {
+    if (b[at] != 0xFF || b[at + 1] != 0xC4) continue;
+    int64_t remaining = ((int64_t{b[at + 2]} << 8) | b[at + 3]) - 2;
+    for (size_t table = at + 4; remaining > 0 && table < b.size();) {
+      // stb reads zeros past the end of the data, so a table cut short still counts.
+      size_t codes = 0;
+      for (size_t i = table + 1; i <= table + 16 && i < b.size(); ++i) codes += b[i];
+      if (codes > 256) {
+        return Corrupt(what + ": corrupt JPEG: a Huffman table defines " + std::to_string(codes) +
+                       " codes (at most 256)");
       }
-    }
-    at += 2 + length;
-    if (marker == 0xDA) {
-      // Entropy-coded data: up to the next marker that is not a stuffed 0xFF00 or a restart.
-      while (at + 1 < b.size() && !(b[at] == 0xFF && b[at + 1] != 0x00 && !(b[at + 1] >= 0xD0 && b[at + 1] <= 0xD7))) {
-        ++at;
-      }
+      table += 17 + codes;
+      remaining -= static_cast<int64_t>(17 + codes);
     }
   }
   return Status::Ok();
