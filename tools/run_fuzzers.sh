@@ -42,7 +42,7 @@ for f in "${fuzzers[@]}"; do
   if build-fuzz/tests/fuzz/fuzz_"$f" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 \
       -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "${seeds[@]}" >"$log" 2>&1; then
     # "#123456 DONE cov: 1234 ft: 5678 corp: ..." is libFuzzer's closing status line.
-    grep -E "^#[0-9]+ +DONE" "$log" | tail -1 || tail -1 "$log"
+    grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1 || tail -1 "$log"
   else
     echo "fuzz_$f FAILED (log: $log)" >&2
     grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$log" | head -5 >&2 || tail -20 "$log" >&2
