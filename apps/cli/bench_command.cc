@@ -89,6 +89,27 @@ size_t CurrentRssBytes() {
   return ok ? static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
+// MemAvailable of /proc/meminfo, 0 where unknown.
+size_t AvailableMemoryBytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return static_cast<size_t>(kib) * 1024;
+}
+
+// "" when a --bandwidth-mib buffer fits in the memory available now, else the error.
+std::string CheckBandwidthBuffer(int mib) {
+  const size_t available = AvailableMemoryBytes();
+  if (available == 0 || (size_t(mib) << 20) <= available) return "";
+  return "--bandwidth-mib " + std::to_string(mib) + " is more than the " + std::to_string(available >> 20) +
+         " MiB of memory available";
+}
+
 size_t PeakRssBytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -150,7 +171,7 @@ double MeasureReadBandwidth(size_t bytes, int threads, int passes) {
   bytes = bytes / kAlign * kAlign;
   if (bytes == 0) return 0.0;
   void* memory = std::aligned_alloc(kAlign, bytes);
-  if (memory == nullptr) return 0.0;
+  if (memory == nullptr) return -1.0;  // the caller reports it
   madvise(memory, bytes, MADV_HUGEPAGE);
   std::memset(memory, 1, bytes);
   const auto* words = static_cast<const uint64_t*>(memory);
@@ -189,10 +210,15 @@ std::string Format(const Stats& s, int precision, int width) {
 int RunBandwidthOnly(const BenchFlags& flags) {
   if (!flags.model.model.empty()) return Fail("--bandwidth-only measures the memory alone; drop -m");
   if (flags.bandwidth_mib <= 0) return Fail("--bandwidth-only needs --bandwidth-mib > 0");
+  if (const std::string error = CheckBandwidthBuffer(flags.bandwidth_mib); !error.empty()) return Fail(error);
   const int threads = RequestedThreads(CapThreads(flags.model.threads));
   Stats bandwidth;
   for (int rep = 0; rep < flags.reps; ++rep) {
     bandwidth.values.push_back(MeasureReadBandwidth(size_t(flags.bandwidth_mib) << 20, threads, 3));
+    if (bandwidth.values.back() < 0) {
+      return Fail(ResourceExhausted("--bandwidth-mib " + std::to_string(flags.bandwidth_mib) +
+                                    ": cannot allocate the buffer"));
+    }
   }
   if (flags.json) {
     nlohmann::json out = {{"threads", threads},
@@ -441,6 +467,7 @@ int Run(const BenchFlags& flags) {
   if (flags.prompt_tokens < 0 || flags.gen_tokens < 0) return Fail("-p and -n must be >= 0");
   if (flags.prompt_tokens == 0 && flags.gen_tokens == 0) return Fail("nothing to measure: -p and -n are both 0");
   if (flags.bandwidth_mib < 0) return Fail("--bandwidth-mib must be >= 0");
+  if (const std::string error = CheckBandwidthBuffer(flags.bandwidth_mib); !error.empty()) return Fail(error);
   if (!flags.depths.empty() && !flags.batches.empty()) return Fail("-d and --batch measure different things: pick one");
   if (!flags.depths.empty()) return RunDepths(flags);
   const auto load_start = Clock::now();

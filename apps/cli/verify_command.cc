@@ -8,6 +8,11 @@
 namespace gemmarun::cli {
 namespace {
 
+// Exit codes: 0 pass, 1 a prompt is off (FAIL), 2 the check could not run (a
+// missing, corrupt, empty or inconsistent fixture), so scripts tell a regression
+// from a broken setup.
+constexpr int kVerifyCouldNotRun = 2;
+
 struct VerifyFlags {
   std::string dir;
   bool json = false;
@@ -22,7 +27,10 @@ int Run(const VerifyFlags& flags) {
   options.num_threads = CapThreads(flags.threads);
   options.matmul_precision = flags.matmul_precision;
   auto report = VerifyFixture(flags.dir, options);
-  if (!report.ok()) return Fail(report.status());
+  if (!report.ok()) {
+    Fail(report.status());
+    return kVerifyCouldNotRun;
+  }
   if (flags.json) {
     std::printf("%s\n", VerifyReportToJson(*report).c_str());
   } else {

@@ -73,10 +73,41 @@ uint32_t BigEndian32(const uint8_t* p) {
 }
 
 Status CheckDimensions(int64_t width, int64_t height, const std::string& what) {
+  if (width == 0 || height == 0) {
+    return InvalidArgument(what + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
+                           " pixels; it has no pixels");
+  }
   if (width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels) {
     return InvalidArgument(what + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
                            " pixels; images are limited to " + std::to_string(kMaxImageSide) + " pixels per side and " +
                            std::to_string(kMaxImagePixels / 1'000'000) + " megapixels");
+  }
+  return Status::Ok();
+}
+
+// Debian's stb_image 2.27 builds each JPEG Huffman table without checking that
+// its 16 code counts sum to at most 256, and writes past its 257-entry array
+// otherwise (found by tests/fuzz/image_fuzzer; stb 2.28 checks it). Rather than
+// follow stb's own walk over segments and scans (it skips stray bytes, reads
+// tables past a segment's length, finds markers inside scans), every 0xFF 0xC4
+// (DHT) in the file is checked: in entropy-coded data 0xFF is always stuffed or a
+// marker, so the only other matches sit inside metadata, where a DHT with more
+// than 256 codes is as corrupt.
+Status CheckJpegHuffmanTables(std::span<const uint8_t> b, const std::string& what) {
+  for (size_t at = 0; at + 4 <= b.size(); ++at) {
+    if (b[at] != 0xFF || b[at + 1] != 0xC4) continue;
+    int64_t remaining = ((int64_t{b[at + 2]} << 8) | b[at + 3]) - 2;
+    for (size_t table = at + 4; remaining > 0 && table < b.size();) {
+      // stb reads zeros past the end of the data, so a table cut short still counts.
+      size_t codes = 0;
+      for (size_t i = table + 1; i <= table + 16 && i < b.size(); ++i) codes += b[i];
+      if (codes > 256) {
+        return Corrupt(what + ": corrupt JPEG: a Huffman table defines " + std::to_string(codes) +
+                       " codes (at most 256)");
+      }
+      table += 17 + codes;
+      remaining -= static_cast<int64_t>(17 + codes);
+    }
   }
   return Status::Ok();
 }
@@ -243,6 +274,7 @@ Result<RgbImage> DecodeImage(std::span<const uint8_t> bytes, const std::string& 
       std::equal(bytes.begin() + 12, bytes.begin() + 16, "IHDR")) {
     GR_RETURN_IF_ERROR(CheckDimensions(BigEndian32(&bytes[16]), BigEndian32(&bytes[20]), what));
   }
+  if (sniffed.format == Format::kJpeg) GR_RETURN_IF_ERROR(CheckJpegHuffmanTables(bytes, what));
   const int length = static_cast<int>(bytes.size());
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), length, &width, &height, &channels)) {

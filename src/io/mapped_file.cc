@@ -7,8 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 namespace gemmarun {
@@ -34,12 +32,12 @@ void MappedFile::Release() {
 }
 
 Result<MappedFile> MappedFile::Open(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFound(path + ": cannot open: " + std::strerror(errno));
+  int fd = -1;
+  GR_RETURN_IF_ERROR(OpenRegularFile(path, &fd));
   struct stat info;
-  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+  if (fstat(fd, &info) != 0) {
     close(fd);
-    return InvalidArgument(path + ": not a regular file");
+    return Internal(path + ": cannot stat: " + std::strerror(errno));
   }
   MappedFile file;
   file.path_ = path;
@@ -59,13 +57,40 @@ Result<MappedFile> MappedFile::Open(const std::string& path) {
   return file;
 }
 
+Status OpenRegularFile(const std::string& path, int* fd_out) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return NotFound(path + ": cannot open: " + std::strerror(errno));
+  struct stat info{};
+  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    const bool is_dir = S_ISDIR(info.st_mode);
+    close(fd);
+    return InvalidArgument(path + (is_dir ? ": is a folder, expected a file" : ": not a regular file"));
+  }
+  // Back to blocking reads for the regular file.
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  *fd_out = fd;
+  return Status::Ok();
+}
+
 Result<std::string> ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open");
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (in.bad()) return Internal(path + ": read error");
-  return out.str();
+  int fd = -1;
+  GR_RETURN_IF_ERROR(OpenRegularFile(path, &fd));
+  std::string text;
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      close(fd);
+      return Internal(path + ": read error: " + std::strerror(err));
+    }
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return text;
 }
 
 }  // namespace gemmarun

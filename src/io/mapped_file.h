@@ -32,7 +32,12 @@ class MappedFile {
   std::string path_;
 };
 
-// Reads a whole (small) file into a string: configs, tokenizer files.
+// Opens a path for reading, refusing folders, FIFOs and devices without blocking on
+// them; the caller closes *fd.
+Status OpenRegularFile(const std::string& path, int* fd);
+
+// Reads a whole (small) file into a string: configs, tokenizer files. Anything but a
+// regular file is an error.
 Result<std::string> ReadTextFile(const std::string& path);
 
 }  // namespace gemmarun

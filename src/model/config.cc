@@ -14,6 +14,9 @@ namespace {
 
 using nlohmann::json;
 
+// Large enough for a 4480-pixel image in 14-pixel patches; the product fits an int.
+constexpr int64_t kMaxImagePatches = int64_t{1} << 20;
+
 // Typed field access that reports the file and field on a type mismatch, so a
 // hand-edited config gives an error instead of an exception.
 class Fields {
@@ -33,7 +36,10 @@ class Fields {
   Status Float(const char* key, float* out, bool required) const {
     if (!Has(key)) return required ? Missing(key) : Status::Ok();
     if (!object_[key].is_number()) return Mistyped(key, "a number");
-    *out = object_[key].get<float>();
+    const double value = object_[key].get<double>();
+    // A double beyond float's range would become inf and pass every later check.
+    if (!std::isfinite(value) || std::fabs(value) > 3.0e38) return Mistyped(key, "a finite 32-bit float");
+    *out = static_cast<float>(value);
     return Status::Ok();
   }
   Status String(const char* key, std::string* out, bool required) const {
@@ -57,11 +63,16 @@ class Fields {
     if (!Has(key)) return Status::Ok();
     const json& value = object_[key];
     std::vector<int> ids;
-    if (value.is_number_integer()) {
+    auto in_range = [](const json& item) {
+      if (!item.is_number_integer()) return false;
+      const int64_t id = item.get<int64_t>();
+      return id >= INT32_MIN && id <= INT32_MAX;
+    };
+    if (in_range(value)) {
       ids.push_back(value.get<int>());
     } else if (value.is_array()) {
       for (const auto& item : value) {
-        if (!item.is_number_integer()) return Mistyped(key, "an id or a list of ids");
+        if (!in_range(item)) return Mistyped(key, "an id or a list of 32-bit ids");
         ids.push_back(item.get<int>());
       }
     } else {
@@ -240,6 +251,11 @@ Status ParseRecurrentGemma(const Fields& f, ModelConfig* c) {
   c->ff_hidden_dim = intermediate / 2;  // ref: HF RecurrentGemmaMlp uses intermediate_size // 2
   float partial_rotary = 0.5f;
   GR_RETURN_IF_ERROR(f.Float("partial_rotary_factor", &partial_rotary, false));
+  // Checked before the float -> int conversion below, which is undefined out of range.
+  if (!(partial_rotary > 0.0f && partial_rotary <= 1.0f)) {
+    return InvalidArgument(f.where() + ": partial_rotary_factor " + std::to_string(partial_rotary) +
+                           " is not in (0, 1]");
+  }
   c->rotary_dim = static_cast<int>(c->head_dim * partial_rotary);
   c->lru_width = c->model_dim;
   GR_RETURN_IF_ERROR(f.Int("lru_width", &c->lru_width, false));
@@ -318,12 +334,18 @@ Status ParsePaliGemma(const Fields& f, ModelConfig* c) {
   GR_RETURN_IF_ERROR(vision.Int("num_channels", &v.num_channels, false));
   GR_RETURN_IF_ERROR(vision.Float("layer_norm_eps", &v.layer_norm_eps, false));
   if (v.model_dim <= 0 || v.num_heads <= 0 || v.model_dim % v.num_heads != 0 || v.patch_size <= 0 ||
-      v.image_size % v.patch_size != 0 || v.num_layers < 0 || v.ff_hidden_dim <= 0 || v.num_channels <= 0) {
+      v.image_size <= 0 || v.image_size % v.patch_size != 0 || v.num_layers < 0 || v.ff_hidden_dim <= 0 ||
+      v.num_channels <= 0) {
     return InvalidArgument(vision.where() + ": inconsistent vision tower dimensions");
+  }
+  if (v.num_patches() > kMaxImagePatches) {
+    return InvalidArgument(vision.where() + ": image_size " + std::to_string(v.image_size) + " / patch_size " +
+                           std::to_string(v.patch_size) + " gives " + std::to_string(v.num_patches()) +
+                           " patches, more than " + std::to_string(kMaxImagePatches));
   }
   c->image_token_id = 257152;  // ref: convert_paligemma_weights_to_hf.py for released checkpoints
   GR_RETURN_IF_ERROR(f.Int("image_token_index", &c->image_token_id, false));
-  c->num_image_tokens = v.num_patches();
+  c->num_image_tokens = static_cast<int>(v.num_patches());
   GR_RETURN_IF_ERROR(text.Int("num_image_tokens", &c->num_image_tokens, false));
   if (c->num_image_tokens != v.num_patches()) {
     return InvalidArgument(f.where() + ": num_image_tokens " + std::to_string(c->num_image_tokens) +
@@ -398,18 +420,99 @@ Result<ModelConfig> LoadHfConfig(const std::string& path) {
   return ParseHfConfig(text, file);
 }
 
+namespace {
+
+// The range every size, id and scalar of a config may take, whichever file it came
+// from (config.json or GGUF metadata). The bounds are far beyond any released Gemma
+// (vocab 262144, width 5376, 62 layers) yet keep every product of them (parameter
+// counts, tensor bytes, KV-cache bytes at 2^30 tokens) inside 64 bits.
+struct FieldRange {
+  const char* name;
+  double value;
+  double min;
+  double max;
+};
+
+// Whole numbers print exactly (16777217, not 1.67772e+07); the rest in %g.
+std::string RangeNumber(double value) {
+  if (value == std::floor(value) && std::fabs(value) < 1e18) return std::to_string(static_cast<int64_t>(value));
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+
+Status CheckRanges(const char* what, std::initializer_list<FieldRange> ranges) {
+  for (const FieldRange& r : ranges) {
+    if (!(r.value >= r.min && r.value <= r.max)) {  // NaN fails too
+      return InvalidArgument(std::string(what) + r.name + " is " + RangeNumber(r.value) + ", expected " +
+                             RangeNumber(r.min) + " .. " + RangeNumber(r.max));
+    }
+  }
+  return Status::Ok();
+}
+
+constexpr double kMaxVocab = 1 << 24;
+constexpr double kMaxWidth = 1 << 16;
+constexpr double kMaxFfWidth = 1 << 20;
+constexpr double kMaxHeads = 1 << 10;
+constexpr double kMaxHeadDim = 1 << 12;
+constexpr double kMaxTokens = 1 << 30;
+constexpr double kMaxLayers = 4096;
+
+}  // namespace
+
 Status ModelConfig::Validate() const {
-  auto positive = [](int value, const char* name) -> Status {
-    if (value <= 0) return InvalidArgument(std::string(name) + " must be positive, got " + std::to_string(value));
-    return Status::Ok();
-  };
-  GR_RETURN_IF_ERROR(positive(vocab_size, "vocab_size"));
-  GR_RETURN_IF_ERROR(positive(model_dim, "hidden_size"));
-  GR_RETURN_IF_ERROR(positive(ff_hidden_dim, "intermediate_size"));
-  GR_RETURN_IF_ERROR(positive(num_heads, "num_attention_heads"));
-  GR_RETURN_IF_ERROR(positive(num_kv_heads, "num_key_value_heads"));
-  GR_RETURN_IF_ERROR(positive(head_dim, "head_dim"));
-  GR_RETURN_IF_ERROR(positive(max_seq_len, "max_position_embeddings"));
+  const double last_id = vocab_size - 1;
+  GR_RETURN_IF_ERROR(CheckRanges("", {
+      {"vocab_size", double(vocab_size), 1, kMaxVocab},
+      {"hidden_size", double(model_dim), 1, kMaxWidth},
+      {"intermediate_size", double(ff_hidden_dim), 1, kMaxFfWidth},
+      {"num_attention_heads", double(num_heads), 1, kMaxHeads},
+      {"num_key_value_heads", double(num_kv_heads), 1, kMaxHeads},
+      {"head_dim", double(head_dim), 1, kMaxHeadDim},
+      {"max_position_embeddings", double(max_seq_len), 1, kMaxTokens},
+      {"num_hidden_layers", double(layers.size()), 1, kMaxLayers},
+      {"rms_norm_eps", double(rms_norm_eps), 1e-30, 1.0},
+      {"query scale", double(query_scale), 1e-6, 1e6},
+      {"final_logit_softcapping", double(final_softcap), 0, 1e6},
+      {"embedding scale", double(embed_scale), 1e-6, 1e6},
+      {"bos_token_id", double(bos_id), 0, last_id},
+      {"pad_token_id", double(pad_id), -1, last_id},
+  }));
+  for (int eos : eos_ids) GR_RETURN_IF_ERROR(CheckRanges("", {{"eos_token_id", double(eos), 0, last_id}}));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerConfig& layer = layers[i];
+    const std::string where = "layer " + std::to_string(i) + ": ";
+    GR_RETURN_IF_ERROR(CheckRanges(where.c_str(), {
+        {"attention window", double(layer.attention_window), 0, kMaxTokens + 1},
+        {"rope_theta", double(layer.rope_theta), 1e-6, 1e12},
+        {"rope scaling factor", double(layer.rope_position_scale), 1e-6, 1e6},
+        {"attn_logit_softcapping", double(layer.attn_softcap), 0, 1e6},
+    }));
+  }
+  if (family == ModelFamily::kRecurrentGemma) {
+    GR_RETURN_IF_ERROR(CheckRanges("", {
+        {"lru_width", double(lru_width), 1, kMaxFfWidth},
+        {"conv1d_width", double(conv1d_width), 1, 1024},
+    }));
+  }
+  if (family == ModelFamily::kPaliGemma) {
+    GR_RETURN_IF_ERROR(CheckRanges("vision_config ", {
+        {"hidden_size", double(vision.model_dim), 1, kMaxWidth},
+        {"intermediate_size", double(vision.ff_hidden_dim), 1, kMaxFfWidth},
+        {"num_hidden_layers", double(vision.num_layers), 0, kMaxLayers},
+        {"num_attention_heads", double(vision.num_heads), 1, kMaxHeads},
+        {"image_size", double(vision.image_size), 1, 1 << 16},
+        {"patch_size", double(vision.patch_size), 1, 1 << 16},
+        {"num_channels", double(vision.num_channels), 1, 64},
+        {"patches", double(vision.num_patches()), 1, double(kMaxImagePatches)},
+        {"layer_norm_eps", double(vision.layer_norm_eps), 1e-30, 1.0},
+    }));
+    GR_RETURN_IF_ERROR(CheckRanges("", {
+        {"image_token_index", double(image_token_id), 0, last_id},
+        {"position offset", double(position_offset), 0, 1 << 16},
+    }));
+  }
   if (layers.empty()) return InvalidArgument("the model has no layers");
   if (num_heads % num_kv_heads != 0) {
     return InvalidArgument("num_attention_heads " + std::to_string(num_heads) +
@@ -419,25 +522,8 @@ Status ModelConfig::Validate() const {
     return InvalidArgument("rotary dimension " + std::to_string(rotary_dim) + " must be even and at most head_dim " +
                            std::to_string(head_dim));
   }
-  if (!(rms_norm_eps > 0.0f)) return InvalidArgument("rms_norm_eps must be positive");
-  if (final_softcap < 0.0f) return InvalidArgument("final_logit_softcapping must not be negative");
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const LayerConfig& layer = layers[i];
-    if (layer.attention_window < 0 || layer.attn_softcap < 0.0f || !(layer.rope_theta > 0.0f) ||
-        !(layer.rope_position_scale > 0.0f)) {
-      return InvalidArgument("layer " + std::to_string(i) + ": window, soft-cap and RoPE settings must be positive");
-    }
-  }
   if (family == ModelFamily::kRecurrentGemma) {
-    GR_RETURN_IF_ERROR(positive(lru_width, "lru_width"));
-    GR_RETURN_IF_ERROR(positive(conv1d_width, "conv1d_width"));
     if (lru_width % num_heads != 0) return InvalidArgument("lru_width must be a multiple of num_attention_heads");
-  }
-  if (family == ModelFamily::kPaliGemma) {
-    if (image_token_id < 0 || image_token_id >= vocab_size) {
-      return InvalidArgument("image_token_index " + std::to_string(image_token_id) + " is outside the vocabulary of " +
-                             std::to_string(vocab_size));
-    }
   }
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 // counts or from which tensors exist.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,12 @@ struct VisionConfig {  // SigLIP tower of PaliGemma
   int patch_size = 0;
   int num_channels = 3;
   float layer_norm_eps = 1e-6f;
-  int num_patches() const { return patch_size ? (image_size / patch_size) * (image_size / patch_size) : 0; }
+  // 64-bit: a file's image_size / patch_size squared overflows an int before Validate sees it.
+  int64_t num_patches() const {
+    if (patch_size <= 0 || image_size <= 0) return 0;
+    const int64_t side = image_size / patch_size;
+    return side * side;
+  }
 };
 
 struct ModelConfig {

@@ -1,6 +1,7 @@
 #include "model/gguf_model.h"
 
 #include <cmath>
+#include <cstdint>
 #include <regex>
 
 namespace gemmarun {
@@ -55,7 +56,23 @@ Status ReadInt(const GgufFile& f, const std::string& key, int* out, bool require
 Status ReadFloat(const GgufFile& f, const std::string& key, float* out) {
   if (!f.Has(key)) return Status::Ok();
   GR_ASSIGN_OR_RETURN(double value, f.GetFloat(key));
+  // A double beyond float's range would become inf (1e300 eps: every norm divides by inf).
+  if (!std::isfinite(value) || std::fabs(value) > 3.0e38) {
+    return Corrupt(f.path() + ": metadata '" + key + "' = " + std::to_string(value) + " is not a finite float");
+  }
   *out = static_cast<float>(value);
+  return Status::Ok();
+}
+
+// Token ids are read whole and range-checked here, so 2^40 + 2 is an error rather
+// than id 2; ModelConfig::Validate then checks them against the vocabulary.
+Status ReadTokenId(const GgufFile& f, const std::string& key, int* out) {
+  if (!f.Has(key)) return Status::Ok();
+  GR_ASSIGN_OR_RETURN(int64_t value, f.GetInt(key));
+  if (value < 0 || value > INT32_MAX) {
+    return Corrupt(f.path() + ": metadata '" + key + "' = " + std::to_string(value) + " is not a token id");
+  }
+  *out = static_cast<int>(value);
   return Status::Ok();
 }
 
@@ -90,16 +107,15 @@ Result<ModelConfig> ConfigFromGguf(const GgufFile& f) {
   const TensorSource* embedding = f.Find("token_embd.weight");
   if (embedding == nullptr) return NotFound(f.path() + ": tensor 'token_embd.weight' is missing");
   if (embedding->shape.rank() != 2) return Corrupt(f.path() + ": token_embd.weight must be 2-D");
+  if (embedding->shape[0] > INT32_MAX) {
+    return Corrupt(f.path() + ": token_embd.weight has " + std::to_string(embedding->shape[0]) + " rows");
+  }
   c.vocab_size = static_cast<int>(embedding->shape[0]);
   c.weight_dtype = embedding->dtype;
-  if (f.Has("tokenizer.ggml.bos_token_id")) {
-    GR_ASSIGN_OR_RETURN(int64_t bos, f.GetInt("tokenizer.ggml.bos_token_id"));
-    c.bos_id = static_cast<int>(bos);
-  }
-  if (f.Has("tokenizer.ggml.eos_token_id")) {
-    GR_ASSIGN_OR_RETURN(int64_t eos, f.GetInt("tokenizer.ggml.eos_token_id"));
-    c.eos_ids = {static_cast<int>(eos)};
-  }
+  GR_RETURN_IF_ERROR(ReadTokenId(f, "tokenizer.ggml.bos_token_id", &c.bos_id));
+  int eos = c.eos_ids.front();
+  GR_RETURN_IF_ERROR(ReadTokenId(f, "tokenizer.ggml.eos_token_id", &eos));
+  c.eos_ids = {eos};
 
   float rope_theta = 10000.0f;
   GR_RETURN_IF_ERROR(ReadFloat(f, arch + ".rope.freq_base", &rope_theta));

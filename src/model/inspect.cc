@@ -16,17 +16,28 @@ namespace {
 // ---------------------------------------------------------------------------
 // A module tree printed the way torch.nn.Module.__repr__ prints it.
 
+struct NamedModule;
+
 struct Module {
   std::string type;   // class name
   std::string extra;  // extra_repr()
-  std::vector<std::pair<std::string, Module>> children;
+  // Not vector<pair<string, Module>>: pair needs a complete Module, which clang's
+  // libstdc++ instantiation rejects here; a vector of an incomplete type is fine.
+  std::vector<NamedModule> children;
   bool is_list = false;  // nn.ModuleList: runs of identical children print once
 
-  Module& Add(std::string key, Module child) {
-    children.emplace_back(std::move(key), std::move(child));
-    return children.back().second;
-  }
+  Module& Add(std::string key, Module child);
 };
+
+struct NamedModule {
+  std::string key;
+  Module module;
+};
+
+Module& Module::Add(std::string key, Module child) {
+  children.push_back(NamedModule{std::move(key), std::move(child)});
+  return children.back().module;
+}
 
 Module Leaf(std::string type, std::string extra = "") { return Module{std::move(type), std::move(extra), {}, false}; }
 

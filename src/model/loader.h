@@ -19,6 +19,13 @@ struct WeightLoadOptions {
   // Convert matrices to this type at load (--dtype); unset keeps the stored type.
   // Matrices whose rows are not whole blocks of a quantized type stay as stored.
   std::optional<DType> matrix_dtype;
+  // Names the checkpoint in errors that no tensor's file names (a missing tensor).
+  std::string where;
+  // Memory the model will need beyond its weights (the KV cache at the context it
+  // is loaded for); with the weights, checked against the memory available before
+  // anything is copied. `extra_what` says what it is, for the error.
+  size_t extra_bytes = 0;
+  std::string extra_what = "the KV cache";
   // Called with (bytes done, bytes total) while copying.
   std::function<void(size_t, size_t)> progress;
 };

@@ -15,6 +15,7 @@
 #include "runtime/engine_core.h"
 #include "runtime/generation.h"
 #include "runtime/kv_blocks.h"
+#include "runtime/logit_checks.h"
 #include "runtime/model_source.h"
 #include "runtime/sampler.h"
 
@@ -110,7 +111,7 @@ class EngineImpl final : public Engine {
       }
       weight_dtype = parsed;
     }
-    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress, weight_dtype));
+    GR_ASSIGN_OR_RETURN(loaded_, LoadModel(path, backend_.get(), options.progress, weight_dtype, options.context_length));
     const ModelConfig& config = loaded_.model->config();
     const int64_t default_context = options.context_length > 0 ? options.context_length
                                                                 : std::min<int64_t>(config.max_seq_len, 8192);
@@ -236,6 +237,7 @@ Status SessionImpl::Feed(std::span<const int32_t> tokens, const PrefillOptions& 
     }
     GR_RETURN_IF_ERROR(EnsureWorkspace(end, options.all_logits ? end : 1));
   }
+  if (options.all_logits) GR_RETURN_IF_ERROR(CheckLogitsFit(tokens.size(), config.vocab_size));
   const size_t old_size = tokens_.size();
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   if (logits != nullptr) {
@@ -263,9 +265,10 @@ Status SessionImpl::Feed(std::span<const int32_t> tokens, const PrefillOptions& 
     chunk.logits = all ? SequenceChunk::Logits::kAll
                        : (computed_ + count == end ? SequenceChunk::Logits::kLast : SequenceChunk::Logits::kNone);
     auto out = model.Forward(std::span<const SequenceChunk>(&chunk, 1), pool_, *workspace_);
-    if (!out.ok()) {
+    Status status = out.ok() ? CheckLogitsFinite(*out) : out.status();
+    if (!status.ok()) {
       tokens_.resize(old_size);
-      return out.status();
+      return status;
     }
     const int64_t vocab = out->shape.cols();
     if (all && logits != nullptr) {

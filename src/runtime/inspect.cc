@@ -40,8 +40,25 @@ ModelReport ToReport(const ModelConfig& config, const ModelInspection& inspectio
   return report;
 }
 
+// The KV cache grows as tokens x attention layers x KV width; its size_t sum would
+// wrap (a 2^62-token context printed "0 B"), so the total is bounded in double first.
+Status CheckKvCacheSize(const ModelConfig& config, int64_t context) {
+  double bytes = 0;
+  for (const LayerConfig& layer : config.layers) {
+    if (layer.kind == BlockKind::kAttention) bytes += 2.0 * double(context) * config.num_kv_heads * config.head_dim * 4;
+  }
+  if (bytes > 0x1p62) {
+    char size[32];
+    std::snprintf(size, sizeof(size), "%.3g", bytes);
+    return InvalidArgument("--context " + std::to_string(context) + ": the KV cache would take " + size +
+                           " bytes, beyond any machine's memory");
+  }
+  return Status::Ok();
+}
+
 Result<ModelReport> Inspect(const ModelConfig& config, const std::vector<StoredTensor>* stored,
                             const std::string& source, int64_t context) {
+  GR_RETURN_IF_ERROR(CheckKvCacheSize(config, context));
   std::vector<int64_t> contexts;
   if (context > 0) contexts.push_back(context);
   return ToReport(config, InspectModelConfig(config, stored, contexts), source, context);
@@ -49,6 +66,11 @@ Result<ModelReport> Inspect(const ModelConfig& config, const std::vector<StoredT
 
 Status CheckContext(int64_t context) {
   if (context < 0) return InvalidArgument("context must be a positive number of tokens, got " + std::to_string(context));
+  constexpr int64_t kMaxContext = int64_t{1} << 30;  // ModelConfig's bound on max_position_embeddings
+  if (context > kMaxContext) {
+    return InvalidArgument("--context " + std::to_string(context) + " is more than " + std::to_string(kMaxContext) +
+                           " tokens");
+  }
   return Status::Ok();
 }
 

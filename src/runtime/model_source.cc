@@ -1,5 +1,6 @@
 #include "runtime/model_source.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -7,10 +8,21 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/gguf_model.h"
+#include "model/kv_cache.h"
 #include "model/loader.h"
 
 namespace gemmarun {
 namespace {
+
+// The least the KV cache can take at the context the model is loaded for (f32
+// entries, windowed layers bounded by their window, one-token chunks); 0
+// context means the engine's default, min(maximum, 8192).
+void SetKvCacheReserve(const ModelConfig& config, int64_t context, WeightLoadOptions* options) {
+  const int64_t tokens = context > 0 ? std::min<int64_t>(context, config.max_seq_len)
+                                     : std::min<int64_t>(config.max_seq_len, 8192);
+  options->extra_bytes = KvCacheBytes(config, tokens, /*max_chunk=*/1, /*ring_buffers=*/true);
+  options->extra_what = "the KV cache at " + std::to_string(tokens) + " tokens";
+}
 
 size_t TotalBytes(const ModelWeights& weights, const ModelConfig& config) {
   size_t total = 0;
@@ -19,16 +31,17 @@ size_t TotalBytes(const ModelWeights& weights, const ModelConfig& config) {
 }
 
 Result<LoadedModel> LoadHfFolder(const std::string& dir, Backend* backend, const ProgressFn& progress,
-                                 std::optional<DType> weight_dtype) {
+                                 std::optional<DType> weight_dtype, int64_t context_length) {
   GR_ASSIGN_OR_RETURN(ModelConfig config, LoadHfConfig(dir));
   GR_ASSIGN_OR_RETURN(SafetensorsCheckpoint checkpoint, SafetensorsCheckpoint::Open(dir));
   ModelWeights weights;
   WeightLoadOptions options;
   options.matrix_dtype = weight_dtype;
   if (progress) options.progress = [&](size_t done, size_t total) { progress("loading weights", done, total); };
+  options.where = dir;  // errors about a tensor name its file themselves
+  SetKvCacheReserve(config, context_length, &options);
   GR_RETURN_IF_ERROR(LoadWeights(config, [&](const std::string& name) { return checkpoint.Find(name); }, options,
-                                 &weights)
-                         .WithContext(dir));
+                                 &weights));
   LoadedModel loaded;
   loaded.weight_bytes = TotalBytes(weights, config);
   GR_ASSIGN_OR_RETURN(loaded.model, CreateModel(std::move(config), std::move(weights), backend));
@@ -53,6 +66,9 @@ Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& file) {
   auto read_id = [&](const char* key, int32_t* out) -> Status {
     if (!file.Has(key)) return Status::Ok();
     GR_ASSIGN_OR_RETURN(int64_t id, file.GetInt(key));
+    if (id < -1 || id > INT32_MAX) {
+      return Corrupt(file.path() + ": metadata '" + key + "' = " + std::to_string(id) + " is not a token id");
+    }
     *out = static_cast<int32_t>(id);
     return Status::Ok();
   };
@@ -68,7 +84,7 @@ Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& file) {
 }
 
 Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const ProgressFn& progress,
-                             std::optional<DType> weight_dtype) {
+                             std::optional<DType> weight_dtype, int64_t context_length) {
   GR_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(path));
   GR_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
   ModelWeights weights;
@@ -80,7 +96,9 @@ Result<LoadedModel> LoadGguf(const std::string& path, Backend* backend, const Pr
     const std::string name = GgufTensorName(config, hf_name);
     return name.empty() ? nullptr : file.Find(name);
   };
-  GR_RETURN_IF_ERROR(LoadWeights(config, lookup, options, &weights).WithContext(path));
+  options.where = path;
+  SetKvCacheReserve(config, context_length, &options);
+  GR_RETURN_IF_ERROR(LoadWeights(config, lookup, options, &weights));
   LoadedModel loaded;
   loaded.weight_bytes = TotalBytes(weights, config);
   if (file.Has("tokenizer.chat_template")) {
@@ -121,11 +139,11 @@ Result<ModelPathKind> DetectModelPath(const std::string& path) {
 }
 
 Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress,
-                              std::optional<DType> weight_dtype) {
+                              std::optional<DType> weight_dtype, int64_t context_length) {
   namespace fs = std::filesystem;
   std::error_code ec;
   GR_ASSIGN_OR_RETURN(const ModelPathKind kind, DetectModelPath(path));
-  if (kind == ModelPathKind::kGguf) return LoadGguf(path, backend, progress, weight_dtype);
+  if (kind == ModelPathKind::kGguf) return LoadGguf(path, backend, progress, weight_dtype, context_length);
   // A safetensors file stands for the checkpoint folder holding it: the config is next to it.
   const std::string dir = kind == ModelPathKind::kFolder ? path : fs::path(path).parent_path().string();
   const std::string shown = dir.empty() ? "." : dir;
@@ -135,7 +153,7 @@ Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const P
     }
     return NotFound(path + ": folder has no config.json (expected a HF checkpoint folder or a GGUF file)");
   }
-  return LoadHfFolder(shown, backend, progress, weight_dtype);
+  return LoadHfFolder(shown, backend, progress, weight_dtype, context_length);
 }
 
 Result<ModelConfig> LoadModelConfig(const std::string& path) { return LoadHfConfig(path); }

@@ -22,8 +22,10 @@ struct LoadedModel {
 using ProgressFn = std::function<void(const char* stage, size_t done, size_t total)>;
 
 // weight_dtype converts matrices at load (--dtype); unset keeps the stored type.
+// A model whose weights plus KV cache at context_length tokens (0: the engine's
+// default) exceed the memory available is refused before anything is copied.
 Result<LoadedModel> LoadModel(const std::string& path, Backend* backend, const ProgressFn& progress,
-                              std::optional<DType> weight_dtype = std::nullopt);
+                              std::optional<DType> weight_dtype = std::nullopt, int64_t context_length = 0);
 
 // What a path holds, judged by its content (an ollama blob has no extension).
 enum class ModelPathKind { kFolder, kGguf, kSafetensors };

@@ -21,6 +21,7 @@
 #include "runtime/engine_core.h"
 #include "runtime/generation.h"
 #include "runtime/kv_blocks.h"
+#include "runtime/logit_checks.h"
 
 namespace gemmarun {
 namespace {
@@ -380,8 +381,9 @@ Result<bool> SchedulerImpl::Step() {
   chunks.reserve(planned.size());
   for (auto& [seq, count] : planned) chunks.push_back(ChunkOf(seq, count));
   auto logits = core_.model->Forward(chunks, pool_, *workspace_);
-  if (!logits.ok()) {
-    for (auto& [seq, count] : planned) Finish(seq, logits.status());
+  const Status status = logits.ok() ? CheckLogitsFinite(*logits) : logits.status();
+  if (!status.ok()) {
+    for (auto& [seq, count] : planned) Finish(seq, status);
     PublishStats();
     return !sequences_.empty();
   }

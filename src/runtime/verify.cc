@@ -67,6 +67,21 @@ Result<VerifyReport> VerifyFixture(const std::string& dir, const VerifyOptions& 
   if (!meta.contains("prompts") || !meta["prompts"].is_array()) {
     return Corrupt(dir + "/reference.json: expected a 'prompts' list");
   }
+  // A reference that checks nothing must not pass: every prompt the tensors hold
+  // must be listed in reference.json and the other way round.
+  const size_t listed = meta["prompts"].size();
+  size_t stored = 0;
+  for (const TensorSource& t : reference.tensors()) {
+    const std::string& name = t.name;
+    if (name.rfind("prompt", 0) == 0 && name.size() > 16 && name.compare(name.size() - 10, 10, ".input_ids") == 0) {
+      ++stored;
+    }
+  }
+  if (listed == 0) return Corrupt(dir + "/reference.json: the 'prompts' list is empty, so nothing would be checked");
+  if (stored != listed) {
+    return Corrupt(dir + ": reference.json lists " + std::to_string(listed) + " prompts but reference.safetensors holds " +
+                   std::to_string(stored));
+  }
   VerifyReport report;
   report.fixture = dir;
   report.family = engine->info().family;
@@ -89,6 +104,7 @@ Result<VerifyReport> VerifyFixture(const std::string& dir, const VerifyOptions& 
     GR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ReadIds(reference, prefix + "input_ids"));
     GR_ASSIGN_OR_RETURN(std::vector<int32_t> greedy, ReadIds(reference, prefix + "greedy"));
     GR_ASSIGN_OR_RETURN(TensorSource logits, FindF32(reference, prefix + "logits"));
+    if (ids.empty()) return Corrupt(dir + ": " + prefix + "input_ids is empty");
     if (logits.shape != Shape{static_cast<int64_t>(ids.size()), vocab}) {
       return Corrupt(dir + ": " + prefix + "logits has shape " + logits.shape.ToString() + ", expected [" +
                      std::to_string(ids.size()) + ", " + std::to_string(vocab) + "]");

@@ -118,6 +118,9 @@ class TokenizerJsonSax : public nlohmann::json_sax<json> {
       return true;
     }
     if (mode_ != Mode::kDom) return Fail("unexpected array in model.vocab/merges");
+    if (IsModelMember("vocab")) {
+      return Fail("model.vocab is a list (a Unigram model?), expected an object of piece -> id (BPE)");
+    }
     if (IsModelMember("merges")) {
       mode_ = Mode::kMerges;
       return true;
@@ -428,6 +431,8 @@ Status BuildModel(TokenizerJson& file, const std::string& path, Model* model) {
                        " is not supported (only BPE)");
   }
   if (!file.has_vocab) return Corrupt("model.vocab is missing");
+  // The GGUF path refuses an empty vocabulary too; here every text would become one <unk>.
+  if (file.vocab.empty()) return Corrupt("model.vocab is empty");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (const auto it = bpe.find(key);
         it != bpe.end() && !it->is_null() && *it != "") {
@@ -564,6 +569,10 @@ Status BuildModel(TokenizerJson& file, const std::string& path, Model* model) {
 
   tokenizer_internal::FindSpaceBoundaries(model);
   GR_RETURN_IF_ERROR(ResolveSpecialIds(path, model_unk, model));
+  // Without its piece, characters the vocabulary lacks would be dropped silently.
+  if (model_unk && model->ids.unk < 0) {
+    return Corrupt("model.unk_token \"" + *model_unk + "\" is not in the vocabulary");
+  }
   return tokenizer_internal::CheckSpecialIds(*model);
 }
 

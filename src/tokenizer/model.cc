@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
@@ -298,6 +299,10 @@ std::optional<uint8_t> ParseBytePiece(std::string_view piece) {
 
 // stdio rather than iostreams: a single large read, no locale machinery.
 Result<std::string> ReadFile(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::exists(path, error) && !std::filesystem::is_regular_file(path, error)) {
+    return InvalidArgument(path + ": not a regular file");  // a FIFO would block fopen forever
+  }
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"),
                                              &std::fclose);
   if (file == nullptr) return NotFound(path + ": cannot open");

@@ -380,6 +380,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::LoadForModel(
     return NotFound(path + ": no tokenizer.json or tokenizer.model in folder");
   }
   if (!fs::exists(path, error)) return NotFound(path + ": no such file or folder");
+  // A FIFO would block the read below forever.
+  if (!fs::is_regular_file(path, error)) return InvalidArgument(path + ": not a regular file");
   // Decide by content, not name: a tokenizer.json is JSON, a .model is a
   // protobuf whose first byte is a field tag (0x0A: pieces).
   std::string head(64, '\0');
@@ -390,6 +392,9 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::LoadForModel(
     head.resize(std::fread(head.data(), 1, head.size(), file.get()));
   }
   const size_t first = head.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) {
+    return Corrupt(path + ": the file is empty, expected a tokenizer.json or a SentencePiece tokenizer.model");
+  }
   if (first != std::string::npos && head[first] == '{') {
     return FromTokenizerJson(path);
   }
