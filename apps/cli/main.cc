@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   gemmarun::cli::AddPerplexityCommand(app, &exit_code);
   gemmarun::cli::AddBenchCommand(app, &exit_code);
   gemmarun::cli::AddQuantizeCommand(app, &exit_code);
+  gemmarun::cli::AddServeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

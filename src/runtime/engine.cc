@@ -14,6 +14,7 @@
 #include "io/image.h"
 #include "runtime/model_source.h"
 #include "runtime/sampler.h"
+#include "runtime/serial_scheduler.h"  // temporary: replaced by the batch scheduler
 
 namespace gemmarun {
 namespace {
@@ -136,8 +137,9 @@ class EngineImpl final : public Engine {
     return std::unique_ptr<Session>(std::make_unique<SessionImpl>(this, std::move(state)));
   }
 
-  Result<std::unique_ptr<Scheduler>> NewScheduler(const SchedulerOptions&) override {
-    return Unsupported("the batch scheduler is not built yet");
+  Result<std::unique_ptr<Scheduler>> NewScheduler(const SchedulerOptions& options) override {
+    // temporary: replaced by the batch scheduler
+    return NewSerialScheduler(*this, tokenizer(), [this](int32_t id) { return IsStop(id); }, options);
   }
 
   Result<Image> LoadImage(const std::string& path) const override;
