@@ -225,7 +225,9 @@ bool Server::RequireReady(httplib::Response& res) const {
 }
 
 bool Server::ParseBody(const httplib::Request& req, httplib::Response& res, json* body) const {
-  *body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  // nlohmann stops at a NUL byte, so a document followed by one would pass as valid.
+  *body = req.body.find('\0') != std::string::npos ? json(json::value_t::discarded)
+                                                    : json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body->is_discarded()) {
     SendError(res, {400, "the request body is not valid JSON (UTF-8)", "", ""});
     return false;

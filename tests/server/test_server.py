@@ -357,6 +357,14 @@ class ServerTest(unittest.TestCase):
         for i, messages in enumerate(message_cases):
             raw = json.dumps({"messages": messages, "max_tokens": 2}).encode()
             cases.append(("messages %d" % i, chat, raw, h, 400, None))
+        # Numbers beyond any range, written as raw JSON text (some overflow double, some int64).
+        for field in ["max_tokens", "temperature", "top_p", "top_k", "n", "seed", "min_p"]:
+            for number in ["1e999", "-1e999", "99999999999999999999999999"]:
+                raw = ('{"messages": [{"role": "user", "content": "hi"}], "%s": %s}' % (field, number)).encode()
+                cases.append(("huge %s=%s" % (field, number), chat, raw, h, 400, None))
+        for garbage in [b" x", b"}", b"]", b",", b"{}", b"\x00", b"// comment", b"/* c */", b"\n]"]:
+            raw = b'{"messages": [{"role": "user", "content": "hi"}]}' + garbage
+            cases.append(("trailing %r" % garbage, chat, raw, h, 400, None))
         cases.append(("missing messages", chat, b'{"max_tokens": 2}', h, 400, "messages"))
         cases.append(("missing prompt", comp, b'{"max_tokens": 2}', h, 400, "prompt"))
         for i, ids in enumerate([[-5], [256000], [1.5], "abc", None, [[1]]]):
@@ -480,7 +488,8 @@ class FillInTheMiddleTest(unittest.TestCase):
                                              "-n", "8", "--json")
             self.assertEqual(code, 0, err)
             reference = json.loads(out)
-            self.assertEqual(answer.choices[0].text, reference["text"])
+            self.assertEqual(answer.choices[0].text, reference["middle"])
+            self.assertEqual(answer.usage.prompt_tokens, reference["prompt_tokens"])
             status, body = server.request("POST", "/tokenize", {"content": prefix})
             prefix_ids = body["tokens"]
             status, body = server.request("POST", "/tokenize", {"content": suffix})
