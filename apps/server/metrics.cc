@@ -90,6 +90,7 @@ std::string Metrics::Render(const SchedulerStats& stats, bool ready) const {
         static_cast<double>(stats.kv_blocks_cached), &out);
   Gauge("gemmarun_kv_blocks_free", "gauge", "KV blocks neither used nor cached",
         static_cast<double>(stats.kv_blocks_total - stats.kv_blocks_used - stats.kv_blocks_cached), &out);
+  Gauge("gemmarun_kv_block_size", "gauge", "positions per KV block", static_cast<double>(stats.block_size), &out);
   Gauge("gemmarun_scheduler_prompt_tokens_total", "counter", "prompt tokens the scheduler admitted",
         static_cast<double>(stats.prompt_tokens), &out);
   Gauge("gemmarun_prefix_cache_hit_tokens_total", "counter", "prompt tokens taken from the prefix cache",

@@ -196,3 +196,26 @@ def sse_events(raw):
 
 def remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def check_multi_turn_prefix_reuse(test, server, client, turns, max_tokens=8):
+    """A chat of `turns` turns: from the second on, the tokens actually prefilled
+    (prompt - cached) are the new turn's only, up to one cache block. Skips when
+    the scheduler keeps no block pool (the serial stand-in)."""
+    if server.metrics()["gemmarun_kv_blocks_total"] == 0:
+        test.skipTest("the scheduler has no prefix cache (kv_blocks_total is 0)")
+    block = server.metrics()["gemmarun_kv_block_size"]
+    messages = []
+    previous_prompt = 0
+    for turn in range(turns):
+        messages.append({"role": "user", "content": "Turn %d: tell me one more thing." % turn})
+        answer = client.chat.completions.create(model="any", messages=messages, max_tokens=max_tokens,
+                                                temperature=0)
+        usage = answer.usage
+        cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+        prefilled = usage.prompt_tokens - cached
+        if turn > 0:
+            new_tokens = usage.prompt_tokens - previous_prompt
+            test.assertLessEqual(prefilled, new_tokens + block, "turn %d: %s" % (turn, usage))
+        previous_prompt = usage.prompt_tokens
+        messages.append({"role": "assistant", "content": answer.choices[0].message.content})

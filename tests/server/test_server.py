@@ -280,6 +280,9 @@ class ServerTest(unittest.TestCase):
             self.assertEqual(status, 400, (extra, reply))
             self.assertEqual(reply["error"]["param"], param, reply)
 
+    def test_multi_turn_chat_prefills_only_the_new_turn(self):
+        harness.check_multi_turn_prefix_reuse(self, self.server, self.client, turns=10, max_tokens=4)
+
     # --- hostile and faulty clients ---------------------------------------------------------
 
     def malformed_requests(self):
