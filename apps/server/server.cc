@@ -8,6 +8,7 @@
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -680,6 +681,12 @@ int Server::Run() {
   Routes();
   const size_t pool_threads = std::max<size_t>(64, options_.parallel + options_.max_queue + 32);
   http_.new_task_queue = [pool_threads] { return new httplib::ThreadPool(pool_threads); };
+  // httplib's default sets SO_REUSEPORT, which would let a second server (or another user's
+  // process) bind the same port and take a share of the connections.
+  http_.set_socket_options([](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   http_.set_payload_max_length(options_.max_body_bytes);
   http_.set_read_timeout(options_.timeout_seconds, 0);
   http_.set_write_timeout(options_.timeout_seconds, 0);

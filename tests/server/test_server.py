@@ -533,6 +533,43 @@ class PaliGemmaTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
 
+class QueueLimitTest(unittest.TestCase):
+    def test_requests_beyond_the_queue_get_429(self):
+        server = harness.ServerProcess(harness.gemma_model(), "--parallel", "1", "--max-queue", "1")
+        try:
+            # Full-vocabulary sampling keeps these two busy for a while: one runs, one waits.
+            body = {"prompt": "Busy", "max_tokens": 450, "temperature": 1.0, "stream": True}
+            socks = [harness.raw_stream_open(server.port, "/v1/completions", body, server.headers())
+                     for _ in range(2)]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                m = server.metrics()
+                if m["gemmarun_running_sequences"] == 1 and m["gemmarun_queue_length"] == 1:
+                    break
+                time.sleep(0.02)
+            self.assertEqual((m["gemmarun_running_sequences"], m["gemmarun_queue_length"]), (1, 1), m)
+            status, reply = server.request("POST", "/v1/completions", {"prompt": "one more", "max_tokens": 2})
+            self.assertEqual(status, 429, reply)
+            # A second server cannot take the same port (no SO_REUSEPORT sharing).
+            code, _, err = harness.run_cli("serve", "-m", harness.gemma_model(), "--port", str(server.port),
+                                           timeout=60)
+            self.assertEqual(code, 1)
+            self.assertIn("error: cannot listen on 127.0.0.1:%d" % server.port, err)
+            self.assertEqual(reply["error"]["code"], "queue_full")
+            self.assertEqual(reply["error"]["type"], "rate_limit_error")
+            for sock in socks:
+                sock.close()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                m = server.metrics()
+                if m["gemmarun_running_sequences"] == 0 and m["gemmarun_queue_length"] == 0:
+                    break
+                time.sleep(0.05)
+            self.assertEqual((m["gemmarun_running_sequences"], m["gemmarun_queue_length"]), (0, 0), m)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_ends_running_streams_and_exits_cleanly(self):
         server = harness.ServerProcess(harness.gemma_model())
