@@ -102,7 +102,7 @@ class ServerProcess:
         self.log = open(self.log_path, "w+")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
         self.port = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # generous: sanitizer builds load slowly
         while self.port is None:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise AssertionError("server did not start: " + self.output())
