@@ -15,5 +15,6 @@ void AddPerplexityCommand(CLI::App& root, int* exit_code);
 void AddCompleteCommand(CLI::App& root, int* exit_code);
 void AddBenchCommand(CLI::App& root, int* exit_code);
 void AddQuantizeCommand(CLI::App& root, int* exit_code);
+void AddServeCommand(CLI::App& root, int* exit_code);
 
 }  // namespace gemmarun::cli

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   gemmarun::cli::AddPerplexityCommand(app, &exit_code);
   gemmarun::cli::AddBenchCommand(app, &exit_code);
   gemmarun::cli::AddQuantizeCommand(app, &exit_code);
+  gemmarun::cli::AddServeCommand(app, &exit_code);
   // --version alone needs no command.
   if (argc == 2 && std::strcmp(argv[1], "--version") == 0) {
     PrintVersion();
