@@ -42,6 +42,7 @@ struct BenchFlags {
   int bandwidth_mib = 1024;
   bool bandwidth_only = false;
   bool json = false;
+  std::string cpu_target;  // pins the kernel target, as GEMMARUN_CPU_TARGET
 };
 
 struct Stats {
@@ -211,6 +212,8 @@ int Run(const BenchFlags& flags) {
   if (flags.prompt_tokens < 0 || flags.gen_tokens < 0) return Fail("-p and -n must be >= 0");
   if (flags.prompt_tokens == 0 && flags.gen_tokens == 0) return Fail("nothing to measure: -p and -n are both 0");
   if (flags.bandwidth_mib < 0) return Fail("--bandwidth-mib must be >= 0");
+  // The engine reads the pin when it is created (an unknown name fails there).
+  if (!flags.cpu_target.empty()) setenv("GEMMARUN_CPU_TARGET", flags.cpu_target.c_str(), 1);
   const auto load_start = Clock::now();
   auto loaded = flags.model.Load();
   if (!loaded.ok()) return Fail(loaded.status());
@@ -401,6 +404,9 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
   app->add_flag("--bandwidth-only", flags->bandwidth_only,
                 "measure only the memory read bandwidth, --reps times (no model)");
   app->add_flag("--json", flags->json, "print one JSON object");
+  app->add_option("--cpu-target", flags->cpu_target,
+                  "run the kernels an older CPU would: a Highway target (avx3_dl, avx3, avx2, sse4, neon, ...; "
+                  "as GEMMARUN_CPU_TARGET)");
   app->footer(
       "Prompts are random token ids (no tokenizer needed); decoding is greedy and never stops early.\n"
       "Decode GB/s = weight bytes x tokens/s: every weight is read once per token. The bandwidth\n"
@@ -409,7 +415,8 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
       "  gemmarun bench -m ./gemma-2b -p 512 -n 128 -t 2\n"
       "  gemmarun bench -m model.gguf --dtype q8_0 --reps 3 --json\n"
       "  gemmarun bench -m model-bf16.gguf --matmul-precision bf16   (llama.cpp's bf16 arithmetic)\n"
-      "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json");
+      "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json\n"
+      "  gemmarun bench -m model.gguf --cpu-target avx2   (what an AVX2-only CPU gets)");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }
 

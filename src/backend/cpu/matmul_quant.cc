@@ -7,38 +7,22 @@
 #include <atomic>
 #include <cstring>
 
+#include "backend/cpu/cpu_target.h"
 #include "base/check.h"
 #include "tensor/quant.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#endif
 
 namespace gemmarun::cpu {
 namespace {
 
+// The best path the CPU runs within the pinned target (cpu_target.h).
+QuantPath BestPath() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-// F16C by CPUID: clang 14's __builtin_cpu_supports does not know "f16c".
-bool HasF16C() {
-  unsigned eax, ebx, ecx, edx;
-  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
-}
-#endif
-
-QuantPath DetectBestPath() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16C();
-  const bool vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                    __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
-  if (vnni) return QuantPath::kAvx512Vnni;
-  if (avx2) return QuantPath::kAvx2;
+  if (Allows(CpuFeature::kAvx512Vnni) && Allows(CpuFeature::kAvx512Vbmi)) return QuantPath::kAvx512Vnni;
+  if (Allows(CpuFeature::kAvx2)) return QuantPath::kAvx2;
 #endif
   return QuantPath::kPortable;
 }
 
-const QuantPath kBestPath = DetectBestPath();
 std::atomic<int> g_forced_path{-1};
 
 // Up to 8 blocks (a group of 256 weights) of one row as signed integers:
@@ -148,15 +132,16 @@ const char* Name(QuantPath path) {
 }
 
 std::vector<QuantPath> SupportedQuantPaths() {
+  const QuantPath best = BestPath();
   std::vector<QuantPath> paths = {QuantPath::kPortable};
-  if (kBestPath == QuantPath::kAvx2 || kBestPath == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx2);
-  if (kBestPath == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx512Vnni);
+  if (best == QuantPath::kAvx2 || best == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx2);
+  if (best == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx512Vnni);
   return paths;
 }
 
 QuantPath ActiveQuantPath() {
   const int forced = g_forced_path.load(std::memory_order_relaxed);
-  return forced >= 0 ? static_cast<QuantPath>(forced) : kBestPath;
+  return forced >= 0 ? static_cast<QuantPath>(forced) : BestPath();
 }
 
 void SetQuantPathForTest(QuantPath path) {
