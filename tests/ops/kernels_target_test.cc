@@ -59,6 +59,7 @@ TEST_F(PinTargetTest, PinCapsHighwayAndOurPaths) {
   EXPECT_EQ(DispatchTarget(), HWY_AVX2);
   EXPECT_FALSE(cpu::Allows(cpu::CpuFeature::kAvx512));
   EXPECT_FALSE(cpu::HasBf16Products());
+  EXPECT_TRUE(cpu::HasPanelKernels());  // the AVX2 panel (matmul_panel_avx2.cc)
   EXPECT_EQ(cpu::ActiveQuantPath(), cpu::QuantPath::kAvx2);
   const auto paths = cpu::SupportedQuantPaths();
   EXPECT_EQ(paths.back(), cpu::QuantPath::kAvx2);
@@ -78,7 +79,19 @@ TEST_F(PinTargetTest, Avx3IsSkylakeX) {
   EXPECT_FALSE(cpu::HasBf16Products());
   EXPECT_FALSE(cpu::Allows(cpu::CpuFeature::kAvx512Vnni));
   EXPECT_FALSE(cpu::Allows(cpu::CpuFeature::kAvx512Vbmi));
-  EXPECT_NE(cpu::ActiveQuantPath(), cpu::QuantPath::kAvx512Vnni);
+  EXPECT_EQ(cpu::ActiveQuantPath(), cpu::QuantPath::kAvx2);  // no VNNI: the AVX2 integer kernels
+}
+
+// Ice Lake: VNNI and VBMI but no AVX512_BF16, and the AVX2 panel never
+// replaces the AVX-512 one.
+TEST_F(PinTargetTest, Avx3DlHasVnniButNoBf16) {
+  if (!HWY_ARCH_X86 || !Offers("avx3_dl")) GTEST_SKIP() << "no AVX3_DL here";
+  ASSERT_TRUE(cpu::PinTarget("avx3_dl").ok());
+  EXPECT_STREQ(cpu::ActiveTargetName(), "AVX3_DL");
+  EXPECT_EQ(DispatchTarget() & (HWY_AVX3 | HWY_AVX3_DL), DispatchTarget());  // AVX3_DL is not compiled in Debian's Highway
+  EXPECT_EQ(cpu::ActiveQuantPath(), cpu::QuantPath::kAvx512Vnni);
+  EXPECT_FALSE(cpu::HasBf16Products());
+  EXPECT_TRUE(cpu::HasPanelKernels());
 }
 
 TEST_F(PinTargetTest, UnpinRestoresTheBest) {

@@ -238,13 +238,14 @@ HWY_POP_ATTRIBUTES
 
 }  // namespace
 
-bool HasPanelKernels() { return Allows(CpuFeature::kAvx512); }
+bool HasPanelKernels() { return Allows(CpuFeature::kAvx512) || Allows(CpuFeature::kAvx2); }
 
-bool HasBf16Products() { return HasPanelKernels() && Allows(CpuFeature::kAvx512Bf16); }
+bool HasBf16Products() { return Allows(CpuFeature::kAvx512) && Allows(CpuFeature::kAvx512Bf16); }
 
 void PanelMatMul(const PanelBlock& block, float* scratch) {
   GR_DCHECK(HasPanelKernels() && (!block.bf16_products || HasBf16Products()));
   GR_DCHECK(!block.bf16_products || (block.type == DType::kBF16 && block.k_begin % 2 == 0));
+  if (!Allows(CpuFeature::kAvx512)) return PanelMatMulAvx2(block, scratch);
   PanelMatMulImpl(block, scratch);
 }
 

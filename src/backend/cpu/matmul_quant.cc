@@ -18,6 +18,7 @@ namespace {
 QuantPath BestPath() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (Allows(CpuFeature::kAvx512Vnni) && Allows(CpuFeature::kAvx512Vbmi)) return QuantPath::kAvx512Vnni;
+  if (Allows(CpuFeature::kAvx512Vnni)) return QuantPath::kAvx512VnniNoVbmi;
   if (Allows(CpuFeature::kAvx2)) return QuantPath::kAvx2;
 #endif
   return QuantPath::kPortable;
@@ -126,6 +127,7 @@ const char* Name(QuantPath path) {
   switch (path) {
     case QuantPath::kPortable: return "portable";
     case QuantPath::kAvx2: return "avx2";
+    case QuantPath::kAvx512VnniNoVbmi: return "avx512_vnni_no_vbmi";
     case QuantPath::kAvx512Vnni: return "avx512_vnni";
   }
   return "?";
@@ -134,8 +136,10 @@ const char* Name(QuantPath path) {
 std::vector<QuantPath> SupportedQuantPaths() {
   const QuantPath best = BestPath();
   std::vector<QuantPath> paths = {QuantPath::kPortable};
-  if (best == QuantPath::kAvx2 || best == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx2);
-  if (best == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx512Vnni);
+  // Each path needs a subset of the features of the next.
+  for (QuantPath path : {QuantPath::kAvx2, QuantPath::kAvx512VnniNoVbmi, QuantPath::kAvx512Vnni}) {
+    if (static_cast<int>(path) <= static_cast<int>(best)) paths.push_back(path);
+  }
   return paths;
 }
 
@@ -220,7 +224,9 @@ void QuantizedActivations::QuantizeCodes(size_t t, const float* x) {
   }
 }
 
-size_t QuantTileRows(QuantPath path) { return path == QuantPath::kAvx512Vnni ? 16 : 8; }
+size_t QuantTileRows(QuantPath path) {
+  return path == QuantPath::kAvx512Vnni || path == QuantPath::kAvx512VnniNoVbmi ? 16 : 8;
+}
 
 void QuantTilePortable(const QuantTile& tile, float* scratch) {
   constexpr size_t kRows = 8;

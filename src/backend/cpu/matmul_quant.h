@@ -23,7 +23,8 @@ namespace gemmarun::cpu {
 enum class QuantPath : uint8_t {
   kPortable,    // plain C++, any CPU
   kAvx2,        // AVX2 + FMA + F16C: maddubs / madd
-  kAvx512Vnni,  // AVX-512 F/BW/VL + VNNI + VBMI: vpdpbusd, byte permutes
+  kAvx512VnniNoVbmi,  // AVX-512 F/BW/DQ/VL + VNNI (Cascade Lake): vpdpbusd
+  kAvx512Vnni,        // AVX-512 F/BW/DQ/VL + VNNI + VBMI: vpdpbusd, byte permutes
 };
 const char* Name(QuantPath path);
 // The paths this CPU can run, portable first.
@@ -100,6 +101,7 @@ constexpr size_t kMaxQuantTileRows = 16;
 void QuantTilePortable(const QuantTile& tile, float* scratch);
 void QuantTileAvx2(const QuantTile& tile, float* scratch);
 void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch);
+void QuantTileAvx512VnniNoVbmi(const QuantTile& tile, float* scratch);
 
 // QuantizedActivations::QuantizeRow's SIMD body (any path but portable):
 // bit-identical to QuantizeActivationsQ8 plus the sums.
