@@ -120,32 +120,37 @@ void RgLruRowImpl(const float* x, const float* HWY_RESTRICT input_gate, const fl
   }
 }
 
-// NT tokens x two vectors of columns at col: 2 * NT sums in registers, two
-// weight loads and NT broadcasts per input i.
+// NT (<= 6) tokens x two vectors of columns at col: 2 * NT sums in registers,
+// two weight loads and NT broadcasts per input i. Named variables rather than
+// arrays, which SVE's sizeless vector types cannot form.
 template <size_t NT>
 HWY_INLINE void BlockDiagonalMicro(const float* HWY_RESTRICT x, size_t x_stride, const float* HWY_RESTRICT w,
                                    size_t block, const float* HWY_RESTRICT bias, size_t col, float* out,
                                    size_t out_stride) {
+  static_assert(NT >= 1 && NT <= 6);
   const DF d;
   const size_t N = hn::Lanes(d);
-  hn::Vec<DF> acc0[NT], acc1[NT];
   const auto b0 = hn::LoadU(d, bias + col), b1 = hn::LoadU(d, bias + col + N);
-  for (size_t t = 0; t < NT; ++t) {
-    acc0[t] = b0;
-    acc1[t] = b1;
-  }
+  auto a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0;
+  auto c0 = b1, c1 = b1, c2 = b1, c3 = b1, c4 = b1, c5 = b1;
   for (size_t i = 0; i < block; ++i) {
     const auto w0 = hn::LoadU(d, w + i * block + col), w1 = hn::LoadU(d, w + i * block + col + N);
-    for (size_t t = 0; t < NT; ++t) {
-      const auto xv = hn::Set(d, x[t * x_stride + i]);
-      acc0[t] = hn::MulAdd(xv, w0, acc0[t]);
-      acc1[t] = hn::MulAdd(xv, w1, acc1[t]);
-    }
+#define GR_TOKEN(t)                                   \
+  if constexpr (NT > t) {                             \
+    const auto xv = hn::Set(d, x[t * x_stride + i]); \
+    a##t = hn::MulAdd(xv, w0, a##t);                  \
+    c##t = hn::MulAdd(xv, w1, c##t);                  \
   }
-  for (size_t t = 0; t < NT; ++t) {
-    hn::StoreU(acc0[t], d, out + t * out_stride + col);
-    hn::StoreU(acc1[t], d, out + t * out_stride + col + N);
+    GR_TOKEN(0) GR_TOKEN(1) GR_TOKEN(2) GR_TOKEN(3) GR_TOKEN(4) GR_TOKEN(5)
+#undef GR_TOKEN
   }
+#define GR_STORE(t)                                          \
+  if constexpr (NT > t) {                                    \
+    hn::StoreU(a##t, d, out + t * out_stride + col);         \
+    hn::StoreU(c##t, d, out + t * out_stride + col + N);     \
+  }
+  GR_STORE(0) GR_STORE(1) GR_STORE(2) GR_STORE(3) GR_STORE(4) GR_STORE(5)
+#undef GR_STORE
 }
 
 constexpr size_t kMicroTokens = 6;

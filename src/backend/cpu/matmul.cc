@@ -55,6 +55,7 @@ QuantTileFn QuantTileFunction(QuantPath path) {
   switch (path) {
     case QuantPath::kAvx512Vnni: return QuantTileAvx512Vnni;
     case QuantPath::kAvx512VnniNoVbmi: return QuantTileAvx512VnniNoVbmi;
+    case QuantPath::kNeonDot: return QuantTileNeonDot;
     case QuantPath::kAvx2: return QuantTileAvx2;
     case QuantPath::kPortable: break;
   }

@@ -20,6 +20,8 @@ QuantPath BestPath() {
   if (Allows(CpuFeature::kAvx512Vnni) && Allows(CpuFeature::kAvx512Vbmi)) return QuantPath::kAvx512Vnni;
   if (Allows(CpuFeature::kAvx512Vnni)) return QuantPath::kAvx512VnniNoVbmi;
   if (Allows(CpuFeature::kAvx2)) return QuantPath::kAvx2;
+#elif defined(__aarch64__)
+  if (Allows(CpuFeature::kNeonDot)) return QuantPath::kNeonDot;
 #endif
   return QuantPath::kPortable;
 }
@@ -129,6 +131,7 @@ const char* Name(QuantPath path) {
     case QuantPath::kAvx2: return "avx2";
     case QuantPath::kAvx512VnniNoVbmi: return "avx512_vnni_no_vbmi";
     case QuantPath::kAvx512Vnni: return "avx512_vnni";
+    case QuantPath::kNeonDot: return "neon_dot";
   }
   return "?";
 }
@@ -136,7 +139,11 @@ const char* Name(QuantPath path) {
 std::vector<QuantPath> SupportedQuantPaths() {
   const QuantPath best = BestPath();
   std::vector<QuantPath> paths = {QuantPath::kPortable};
-  // Each path needs a subset of the features of the next.
+  if (best == QuantPath::kNeonDot) {
+    paths.push_back(best);
+    return paths;
+  }
+  // Each x86 path needs a subset of the features of the next.
   for (QuantPath path : {QuantPath::kAvx2, QuantPath::kAvx512VnniNoVbmi, QuantPath::kAvx512Vnni}) {
     if (static_cast<int>(path) <= static_cast<int>(best)) paths.push_back(path);
   }
@@ -207,7 +214,8 @@ void QuantizedActivations::QuantizeCodes(size_t t, const float* x) {
   float* scaled_sums = scaled_sums_.data() + t * blocks_stride_;
   int16_t* sums16 = sums16_.data() + t * 2 * blocks_stride_;
   int32_t* neg_sums = neg_sums_.data() + t * blocks_stride_;
-  if (ActiveQuantPath() != QuantPath::kPortable) {
+  const QuantPath path = ActiveQuantPath();
+  if (path != QuantPath::kPortable && path != QuantPath::kNeonDot) {
     QuantizeActivationsAvx2(x, k_, q, scales, scaled_sums, sums16, neg_sums);
     return;
   }

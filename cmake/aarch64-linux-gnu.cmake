@@ -1,0 +1,21 @@
+# Cross build for 64-bit ARM Linux with Debian's cross compiler and multiarch
+# -dev packages (tools/test_arm64.sh installs them):
+#   cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake
+# Libraries and CMake package files come from /usr/lib/aarch64-linux-gnu;
+# header-only packages (nlohmann-json, CLI11, stb) are shared with the host.
+# Tests run under qemu-user: gtest_discover_tests and ctest go through
+# CMAKE_CROSSCOMPILING_EMULATOR.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
+set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
+set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
+
+find_program(GR_QEMU_AARCH64 NAMES qemu-aarch64-static qemu-aarch64)
+if(GR_QEMU_AARCH64)
+  # -cpu max: NEON dot product, i8mm and SVE/SVE2, so every kernel path runs.
+  set(CMAKE_CROSSCOMPILING_EMULATOR "${GR_QEMU_AARCH64};-cpu;max;-L;/usr/aarch64-linux-gnu")
+endif()
+
+# Search the host's root for packages, but only the aarch64 multiarch library folder.
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
