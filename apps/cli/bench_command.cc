@@ -45,6 +45,7 @@ struct BenchFlags {
   bool json = false;
   std::vector<int> batches;  // --batch: aggregate speed of B sequences decoding together
   std::vector<int> depths;   // -d: measure after this many tokens are in the cache
+  std::string cpu_target;  // pins the kernel target, as GEMMARUN_CPU_TARGET
 };
 
 struct Stats {
@@ -467,6 +468,8 @@ int Run(const BenchFlags& flags) {
   if (flags.prompt_tokens < 0 || flags.gen_tokens < 0) return Fail("-p and -n must be >= 0");
   if (flags.prompt_tokens == 0 && flags.gen_tokens == 0) return Fail("nothing to measure: -p and -n are both 0");
   if (flags.bandwidth_mib < 0) return Fail("--bandwidth-mib must be >= 0");
+  // The engine reads the pin when it is created (an unknown name fails there).
+  if (!flags.cpu_target.empty()) setenv("GEMMARUN_CPU_TARGET", flags.cpu_target.c_str(), 1);
   if (const std::string error = CheckBandwidthBuffer(flags.bandwidth_mib); !error.empty()) return Fail(error);
   if (!flags.depths.empty() && !flags.batches.empty()) return Fail("-d and --batch measure different things: pick one");
   if (!flags.depths.empty()) return RunDepths(flags);
@@ -673,6 +676,9 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
                   "then B tokens per decode pass)")
       ->delimiter(',')
       ->check(IntIn(1, 1024));
+  app->add_option("--cpu-target", flags->cpu_target,
+                  "run the kernels an older CPU would: a Highway target (avx3_dl, avx3, avx2, sse4, neon, ...; "
+                  "as GEMMARUN_CPU_TARGET)");
   app->footer(
       "Prompts are random token ids (no tokenizer needed); decoding is greedy and never stops early.\n"
       "Decode GB/s = weight bytes x tokens/s: every weight is read once per token. The bandwidth\n"
@@ -683,6 +689,7 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
       "  gemmarun bench -m model-bf16.gguf --matmul-precision bf16   (llama.cpp's bf16 arithmetic)\n"
       "  gemmarun bench -m model.gguf --batch 1,2,4,8,16 -p 128 -n 64   (like llama-batched-bench)\n"
       "  gemmarun bench -m model.gguf -d 0,4096,16384 -p 512 -n 128 --json   (speed at depth)\n"
+      "  gemmarun bench -m model.gguf --cpu-target avx2   (what an AVX2-only CPU gets)\n"
       "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }

@@ -6,7 +6,7 @@
 //   Prefill (T tokens): GFLOP/s (2 * T * N * K per call).
 //
 //   build-perf/bench/matmul_bench --benchmark_filter='Decode' --benchmark_repetitions=5
-//   GR_QUANT_PATH=avx2 build-perf/bench/matmul_bench ...   (portable | avx2 | avx512_vnni)
+//   GR_QUANT_PATH=avx2 build-perf/bench/matmul_bench ...   (portable | avx2 | avx512_vnni_no_vbmi | avx512_vnni)
 //   GR_MATMUL_PRECISION=bf16 build-perf/bench/matmul_bench --benchmark_filter='Prefill.*type:1/'
 //
 // Other jobs on a shared machine skew single runs: repeat and compare medians.

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_target.h"
 #include "backend/cpu/kernels.h"
 #include "io/image.h"
 #include "runtime/engine_core.h"
@@ -100,6 +101,7 @@ class EngineImpl final : public Engine {
     } else if (!options.matmul_precision.empty() && options.matmul_precision != "bf16") {
       return InvalidArgument("matmul_precision '" + options.matmul_precision + "' is not one of f32, bf16");
     }
+    if (Status pinned = cpu::PinTargetFromEnvironment(); !pinned.ok()) return pinned;
     backend_ = CreateCpuBackend(options.num_threads, precision);
     std::optional<DType> weight_dtype;
     if (!options.weight_dtype.empty()) {

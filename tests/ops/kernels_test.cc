@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_target.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul_quant.h"
 #include "base/thread_pool.h"
@@ -284,15 +285,20 @@ TEST(QuantMatMulPathsTest, PathsAgree) {
 
 // --------------------------------------------------------------- float weights
 
-// Runs `body` once per Highway target compiled in and supported by this CPU.
+// Runs `body` once per Highway target compiled in and supported by this CPU,
+// pinned as GEMMARUN_CPU_TARGET would: the cap applies to our intrinsics paths
+// too, so on an AVX-512 machine "AVX2" runs the AVX2 kernels (panel included).
+// Then once unpinned, with every feature the CPU has (AVX512_BF16, VNNI, ...).
 template <class Body>
 void ForEachTarget(Body&& body) {
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
+    ASSERT_TRUE(cpu::PinTarget(hwy::TargetName(target)).ok()) << hwy::TargetName(target);
     SCOPED_TRACE(hwy::TargetName(target));
     body();
   }
-  hwy::SetSupportedTargetsForTest(0);
+  ASSERT_TRUE(cpu::PinTarget("").ok());
+  SCOPED_TRACE("unpinned");
+  body();
 }
 
 class FloatMatMulTest : public ::testing::TestWithParam<std::tuple<DType, int>> {};

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "backend/cpu/attention.h"
+#include "backend/cpu/cpu_target.h"
+#include "backend/cpu/griffin_kernels.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul.h"
 #include "base/check.h"
@@ -117,12 +119,8 @@ class CpuBackend final : public Backend {
   }
 
   void Gelu(const TensorView& x) override {
-    constexpr float kSqrt2OverPi = 0.7978845608028654f;
     float* v = x.f32();
-    for (int64_t i = 0; i < x.shape.elements(); ++i) {
-      const float a = v[i];
-      v[i] = 0.5f * a * (1.0f + std::tanh(kSqrt2OverPi * (a + 0.044715f * a * a * a)));
-    }
+    ForElements(x.shape.elements(), [&](size_t begin, size_t end) { cpu::GeluRow(v + begin, end - begin); });
   }
 
   void Add(const TensorView& a, const TensorView& b, const TensorView& out) override {
@@ -130,8 +128,9 @@ class CpuBackend final : public Backend {
   }
 
   void Mul(const TensorView& a, const TensorView& b, const TensorView& out) override {
-    const int64_t n = a.shape.elements();
-    for (int64_t i = 0; i < n; ++i) out.f32()[i] = a.f32()[i] * b.f32()[i];
+    ForElements(a.shape.elements(), [&](size_t begin, size_t end) {
+      cpu::MulRow(a.f32() + begin, b.f32() + begin, out.f32() + begin, end - begin);
+    });
   }
 
   void SoftCap(const TensorView& x, float cap) override {
@@ -145,7 +144,8 @@ class CpuBackend final : public Backend {
   }
 
   // Channels are independent: each thread convolves, then shifts the state of, its
-  // own range of columns. The work is tiny next to the projections around it.
+  // own range of columns, with the taps of its range transposed to [width][range]
+  // so that a vector of channels loads one tap each.
   void CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias, const TensorView& state,
                     const TensorView& out) override {
     const int64_t num_tokens = x.shape.rows();
@@ -157,15 +157,21 @@ class CpuBackend final : public Backend {
     const float* b = bias.f32();
     float* st = history > 0 ? state.f32() : nullptr;
     float* ys = out.f32();
-    pool_.ParallelFor(channels, 64, [&](size_t begin, size_t end, int) {
+    constexpr int64_t kMaxWidth = 16;
+    GR_CHECK(width <= kMaxWidth) << "CausalConv1D: width " << width;
+    pool_.ParallelFor(channels, 64, [&](size_t begin, size_t end, int thread) {
+      const size_t range = end - begin;
+      std::vector<float>& taps = Scratch(thread, width * range);
+      for (size_t c = begin; c < end; ++c) {
+        for (int64_t k = 0; k < width; ++k) taps[k * range + (c - begin)] = w[c * width + k];
+      }
+      const float* inputs[kMaxWidth];
       for (int64_t t = 0; t < num_tokens; ++t) {
-        float* y = ys + t * channels;
-        for (size_t c = begin; c < end; ++c) y[c] = b[c];
         for (int64_t k = 0; k < width; ++k) {
           const int64_t time = t - history + k;  // negative: a row of the carried state
-          const float* in = time >= 0 ? xs + time * channels : st + (history + time) * channels;
-          for (size_t c = begin; c < end; ++c) y[c] += w[c * width + k] * in[c];
+          inputs[k] = (time >= 0 ? xs + time * channels : st + (history + time) * channels) + begin;
         }
+        cpu::CausalConvRow(inputs, taps.data(), range, width, b + begin, ys + t * channels + begin, range);
       }
       // New state row j = joined row num_tokens + j; reading ahead of the write keeps
       // the in-place shift safe when the chunk is shorter than the history.
@@ -181,19 +187,27 @@ class CpuBackend final : public Backend {
                            const TensorView& out) override {
     const int64_t num_tokens = x.shape.rows();
     const int64_t channels = x.shape.cols();
-    const int64_t heads = w.shape[0];
-    const int64_t block = w.shape[1];
-    // w[h] is [in, out]: row i of a head's block is contiguous over the outputs, so
-    // each input element adds a scaled weight row (an axpy) to the output block.
-    pool_.ParallelFor(num_tokens * heads, 1, [&](size_t begin, size_t end, int) {
+    const size_t heads = w.shape[0];
+    const size_t block = w.shape[1];
+    GR_CHECK(w.dtype == DType::kF32) << "BlockDiagonalMatMul: weights of type " << Name(w.dtype);
+    // Work items: (head, 64 output columns, 64 tokens), tokens fastest, so that
+    // consecutive items of a thread reuse a head's column slice from cache.
+    // Decode still has heads * block / 64 items to spread (40 for RecurrentGemma-2B).
+    constexpr size_t kColumns = 64, kTokens = 64;
+    const size_t column_blocks = (block + kColumns - 1) / kColumns;
+    const size_t token_blocks = (num_tokens + kTokens - 1) / kTokens;
+    const size_t items = heads * column_blocks * token_blocks;
+    pool_.ParallelForDynamic(items, std::max<size_t>(1, items / (4 * pool_.num_threads())),
+                             [&](size_t begin, size_t end, int) {
       for (size_t item = begin; item < end; ++item) {
-        const int64_t t = item / heads;
-        const int64_t h = item % heads;
-        const float* in = x.f32() + t * channels + h * block;
-        const float* wh = w.f32() + h * block * block;
-        float* o = out.f32() + t * channels + h * block;
-        std::copy(bias.f32() + h * block, bias.f32() + (h + 1) * block, o);
-        for (int64_t i = 0; i < block; ++i) cpu::Axpy(in[i], wh + i * block, o, block);
+        const size_t tb = item % token_blocks;
+        const size_t cb = item / token_blocks % column_blocks;
+        const size_t h = item / token_blocks / column_blocks;
+        const size_t t0 = tb * kTokens;
+        const size_t offset = t0 * channels + h * block;
+        cpu::BlockDiagonalTile(x.f32() + offset, channels, w.f32() + h * block * block, block,
+                               bias.f32() + h * block, std::min<size_t>(kTokens, num_tokens - t0), cb * kColumns,
+                               std::min(block, (cb + 1) * kColumns), out.f32() + offset, channels);
       }
     });
   }
@@ -205,34 +219,28 @@ class CpuBackend final : public Backend {
              const TensorView& out) override {
     const int64_t num_tokens = x.shape.rows();
     const int64_t channels = x.shape.cols();
-    auto sigmoid = [](float z) { return 1.0f / (1.0f + std::exp(-z)); };
     pool_.ParallelFor(channels, 64, [&](size_t begin, size_t end, int thread) {
       std::vector<float>& softplus = Scratch(thread, end - begin);
-      for (size_t c = begin; c < end; ++c) {
-        const float z = recurrent_param.f32()[c];
-        softplus[c - begin] = z > 20.0f ? z : std::log1p(std::exp(z));  // torch softplus threshold 20
-      }
-      float* h = state.f32();
+      cpu::SoftplusRow(recurrent_param.f32() + begin, softplus.data(), end - begin);
       for (int64_t t = 0; t < num_tokens; ++t) {
         // Sequence index 0 starts a document: forget h and pass the input unscaled.
-        const bool reset = first_index + t == 0;
-        const float* xs = x.f32() + t * channels;
-        const float* gx = input_gate.f32() + t * channels;
-        const float* ga = recurrent_gate.f32() + t * channels;
-        float* o = out.f32() + t * channels;
-        for (size_t c = begin; c < end; ++c) {
-          const float log_a = -8.0f * sigmoid(ga[c]) * softplus[c - begin];
-          // sqrt(1 - a²) as sqrt(-expm1(2 log a)): no cancellation when a is near 1.
-          const float multiplier = reset ? 1.0f : std::sqrt(-std::expm1(2.0f * log_a));
-          const float carried = reset ? 0.0f : std::exp(log_a) * h[c];
-          h[c] = carried + xs[c] * sigmoid(gx[c]) * multiplier;
-          o[c] = h[c];
-        }
+        const size_t row = t * channels + begin;
+        cpu::RgLruRow(x.f32() + row, input_gate.f32() + row, recurrent_gate.f32() + row, softplus.data(),
+                      first_index + t == 0, state.f32() + begin, out.f32() + row, end - begin);
       }
     });
   }
 
  private:
+  // body(begin, end) over [0, count) elements: threaded only where the work
+  // outweighs waking the pool (a decode step's rows are a few thousand floats).
+  template <class Body>
+  void ForElements(size_t count, Body&& body) {
+    constexpr size_t kMinPerThread = size_t{1} << 15;
+    if (count < 2 * kMinPerThread || pool_.num_threads() == 1) return body(0, count);
+    pool_.ParallelFor(count, 1024, [&](size_t begin, size_t end, int) { body(begin, end); });
+  }
+
   // Per-thread scratch, grown on first use and then reused: no allocation per token.
   std::vector<float>& Scratch(int thread, size_t size) {
     std::vector<float>& buffer = scratch_[thread];
@@ -250,6 +258,9 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> CreateCpuBackend(int num_threads, MatMulPrecision precision) {
+  // Honours GEMMARUN_CPU_TARGET for callers that skip the engine (tests,
+  // benchmarks); a bad value is the engine's to report, so it is ignored here.
+  (void)cpu::PinTargetFromEnvironment();
   return std::make_unique<CpuBackend>(num_threads, precision);
 }
 

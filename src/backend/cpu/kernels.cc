@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/cpu_target.h"
 #include "tensor/dtype.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -278,11 +279,7 @@ void GeluMulRow(const float* gate, const float* up, float* out, size_t n) {
 }
 void AddRow(const float* a, const float* b, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(AddRowImpl)(a, b, out, n); }
 
-const char* SelectedTarget() {
-  // Highway orders targets best-first by bit value: the lowest set bit wins.
-  const int64_t targets = hwy::SupportedTargets() & HWY_TARGETS;
-  return hwy::TargetName(targets & -targets);
-}
+const char* SelectedTarget() { return ActiveTargetName(); }
 
 }  // namespace gemmarun::cpu
 #endif  // HWY_ONCE

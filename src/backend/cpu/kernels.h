@@ -27,7 +27,8 @@ void ScaleMul(const float* x, float scale, const float* w, float* out, size_t n)
 void GeluMulRow(const float* gate, const float* up, float* out, size_t n);
 void AddRow(const float* a, const float* b, float* out, size_t n);
 
-// Name of the Highway target chosen on this CPU (e.g. "AVX3", "AVX2").
+// Name of the kernel target in use: pinned (cpu_target.h) or the best this
+// CPU offers (e.g. "AVX3_DL", "AVX2").
 const char* SelectedTarget();
 
 }  // namespace gemmarun::cpu

@@ -21,7 +21,7 @@ constexpr size_t kFloatTokenBlock = 64;
 // L2 is 1 MiB here; half leaves room for the weight tiles and the output).
 constexpr size_t kActivationBudget = size_t{256} << 10;
 constexpr size_t kFloatRowTile = 8;  // rows per work item of the float path
-// The AVX-512 panel kernels (matmul_panel.h) take prefills of at least this
+// The panel kernels (matmul_panel.h) take prefills of at least this
 // many tokens; below, packing a panel costs more than the products it serves.
 constexpr size_t kPanelMinTokens = 16;
 std::atomic<size_t> g_panel_min_tokens{kPanelMinTokens};  // tests lower it
@@ -54,6 +54,8 @@ using QuantTileFn = void (*)(const QuantTile&, float*);
 QuantTileFn QuantTileFunction(QuantPath path) {
   switch (path) {
     case QuantPath::kAvx512Vnni: return QuantTileAvx512Vnni;
+    case QuantPath::kAvx512VnniNoVbmi: return QuantTileAvx512VnniNoVbmi;
+    case QuantPath::kNeonDot: return QuantTileNeonDot;
     case QuantPath::kAvx2: return QuantTileAvx2;
     case QuantPath::kPortable: break;
   }
@@ -165,14 +167,23 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
       << "MatMul: weights of type " << Name(w.dtype);
   const bool round_to_bf16 = precision == MatMulPrecision::kBF16 && w.dtype == DType::kBF16;
   const bool panel = HasPanelKernels() && num_tokens >= g_panel_min_tokens.load(std::memory_order_relaxed);
-  if (panel && (!round_to_bf16 || HasBf16Products())) {
+  const bool bf16_products = panel && round_to_bf16 && HasBf16Products();
+  if (round_to_bf16 && !bf16_products) {
+    // Without vdpbf16ps: the same arithmetic (bf16 x bf16 products are exact
+    // in f32) by the f32 kernels on rounded activations.
+    std::vector<float>& rounded = workspace.rounded_x_;
+    if (rounded.size() < num_tokens * k) rounded.resize(num_tokens * k);
+    for (size_t i = 0; i < num_tokens * k; ++i) rounded[i] = BF16ToF32(F32ToBF16(xs[i]));
+    xs = rounded.data();
+  }
+  if (panel) {
     std::vector<float>& packed = workspace.packed_x_;
-    if (packed.size() < PackedActivationFloats(num_tokens, k, round_to_bf16)) {
-      packed.resize(PackedActivationFloats(num_tokens, k, round_to_bf16));
+    if (packed.size() < PackedActivationFloats(num_tokens, k, bf16_products)) {
+      packed.resize(PackedActivationFloats(num_tokens, k, bf16_products));
     }
     const size_t groups = (num_tokens + kPanelTokens - 1) / kPanelTokens;
     pool.ParallelFor(groups, 1, [&](size_t begin, size_t end, int) {
-      PackActivations(xs, num_tokens, k, round_to_bf16, begin, end, packed.data());
+      PackActivations(xs, num_tokens, k, bf16_products, begin, end, packed.data());
     });
     PanelBlock proto{};
     proto.type = w.dtype;
@@ -180,11 +191,11 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
     proto.w_row_bytes = w_row_bytes;
     proto.x = packed.data();
     proto.x_stride = k;
-    proto.bf16_products = round_to_bf16;
+    proto.bf16_products = bf16_products;
     proto.out = ys;
     proto.out_stride = n;
     proto.bias = b;
-    const size_t chunk = round_to_bf16 ? kPanelChunkBf16 : kPanelChunkF32;
+    const size_t chunk = bf16_products ? kPanelChunkBf16 : kPanelChunkF32;
     RunFloatBlocks(pool, proto, num_tokens, std::min(num_tokens, kPanelTokenBlock), n, kPanelItemRows, k, chunk,
                    [&](const PanelBlock& block, int thread) {
                      std::vector<float>& scratch = workspace.tile_scratch_[thread];
@@ -192,14 +203,6 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
                      PanelMatMul(block, scratch.data());
                    });
     return;
-  }
-  if (round_to_bf16) {
-    // Without vdpbf16ps: the same arithmetic (bf16 x bf16 products are exact
-    // in f32) by the f32 kernels on rounded activations.
-    std::vector<float>& rounded = workspace.rounded_x_;
-    if (rounded.size() < num_tokens * k) rounded.resize(num_tokens * k);
-    for (size_t i = 0; i < num_tokens * k; ++i) rounded[i] = BF16ToF32(F32ToBF16(xs[i]));
-    xs = rounded.data();
   }
 
   const size_t token_block = std::min(num_tokens, kFloatTokenBlock);

@@ -40,7 +40,7 @@ struct MatMulWorkspace {
 };
 
 // x [num_tokens, k] f32, w [n, k] any weight dtype, bias [n] f32 or empty, out [num_tokens, n] f32.
-// Prefills of at least `tokens` tokens take the AVX-512 panel kernels
+// Prefills of at least `tokens` tokens take the panel kernels
 // (matmul_panel.h) where the CPU has them; 0 restores the default (16). Lets
 // the golden tests, whose prompts are shorter, run the fixtures through them.
 void SetPanelMinTokensForTest(size_t tokens);

@@ -1,4 +1,4 @@
-// Prefill GEMM for f32 / bf16 / f16 weights on AVX-512 (outer-product form).
+// Prefill GEMM for f32 / bf16 / f16 weights on AVX-512 and AVX2 (outer-product form).
 //
 // The Highway kernel in matmul_float.cc is dot-product shaped: every weight
 // vector it loads is widened again for each group of tokens and each product
@@ -17,8 +17,10 @@
 //    exact in f32, so this equals f32 FMA over the rounded activations up to
 //    summation order.
 //
-// x86-only, compiled with target attributes and chosen at run time (CPUID), so
-// the binary still runs on CPUs without AVX-512.
+// x86-only, compiled with target attributes and chosen at run time (CPUID and
+// the pinned target, cpu_target.h), so the binary still runs on older CPUs.
+// AVX2 CPUs run the same layout at 8 lanes (matmul_panel_avx2.cc), f32
+// products only.
 #pragma once
 
 #include <cstddef>
@@ -53,7 +55,8 @@ struct PanelBlock : FloatBlock {
   bool bf16_products = false;
 };
 
-// Whether this CPU runs PanelMatMul (AVX-512F) and its bf16 products (AVX512_BF16).
+// Whether this CPU runs PanelMatMul (AVX-512 F/BW/DQ/VL, or AVX2 + FMA + F16C)
+// and its bf16 products (AVX-512 with AVX512_BF16).
 bool HasPanelKernels();
 bool HasBf16Products();
 
@@ -63,5 +66,7 @@ inline size_t PanelScratchFloats(size_t k) { return kPanelRows * (k + 1); }
 // Requires HasPanelKernels() (and HasBf16Products() for bf16 products);
 // scratch holds PanelScratchFloats(k_end - k_begin) floats.
 void PanelMatMul(const PanelBlock& block, float* scratch);
+// The AVX2 kernel PanelMatMul picks without AVX-512 (no bf16 products).
+void PanelMatMulAvx2(const PanelBlock& block, float* scratch);
 
 }  // namespace gemmarun::cpu

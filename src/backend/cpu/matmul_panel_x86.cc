@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/cpu_target.h"
 #include "base/check.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -237,20 +238,14 @@ HWY_POP_ATTRIBUTES
 
 }  // namespace
 
-bool HasPanelKernels() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  return has;
-}
+bool HasPanelKernels() { return Allows(CpuFeature::kAvx512) || Allows(CpuFeature::kAvx2); }
 
-bool HasBf16Products() {
-  static const bool has = HasPanelKernels() && __builtin_cpu_supports("avx512bf16");
-  return has;
-}
+bool HasBf16Products() { return Allows(CpuFeature::kAvx512) && Allows(CpuFeature::kAvx512Bf16); }
 
 void PanelMatMul(const PanelBlock& block, float* scratch) {
   GR_DCHECK(HasPanelKernels() && (!block.bf16_products || HasBf16Products()));
   GR_DCHECK(!block.bf16_products || (block.type == DType::kBF16 && block.k_begin % 2 == 0));
+  if (!Allows(CpuFeature::kAvx512)) return PanelMatMulAvx2(block, scratch);
   PanelMatMulImpl(block, scratch);
 }
 

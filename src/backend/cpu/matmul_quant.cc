@@ -7,38 +7,25 @@
 #include <atomic>
 #include <cstring>
 
+#include "backend/cpu/cpu_target.h"
 #include "base/check.h"
 #include "tensor/quant.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#endif
 
 namespace gemmarun::cpu {
 namespace {
 
+// The best path the CPU runs within the pinned target (cpu_target.h).
+QuantPath BestPath() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-// F16C by CPUID: clang 14's __builtin_cpu_supports does not know "f16c".
-bool HasF16C() {
-  unsigned eax, ebx, ecx, edx;
-  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
-}
-#endif
-
-QuantPath DetectBestPath() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16C();
-  const bool vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                    __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
-  if (vnni) return QuantPath::kAvx512Vnni;
-  if (avx2) return QuantPath::kAvx2;
+  if (Allows(CpuFeature::kAvx512Vnni) && Allows(CpuFeature::kAvx512Vbmi)) return QuantPath::kAvx512Vnni;
+  if (Allows(CpuFeature::kAvx512Vnni)) return QuantPath::kAvx512VnniNoVbmi;
+  if (Allows(CpuFeature::kAvx2)) return QuantPath::kAvx2;
+#elif defined(__aarch64__)
+  if (Allows(CpuFeature::kNeonDot)) return QuantPath::kNeonDot;
 #endif
   return QuantPath::kPortable;
 }
 
-const QuantPath kBestPath = DetectBestPath();
 std::atomic<int> g_forced_path{-1};
 
 // Up to 8 blocks (a group of 256 weights) of one row as signed integers:
@@ -142,21 +129,30 @@ const char* Name(QuantPath path) {
   switch (path) {
     case QuantPath::kPortable: return "portable";
     case QuantPath::kAvx2: return "avx2";
+    case QuantPath::kAvx512VnniNoVbmi: return "avx512_vnni_no_vbmi";
     case QuantPath::kAvx512Vnni: return "avx512_vnni";
+    case QuantPath::kNeonDot: return "neon_dot";
   }
   return "?";
 }
 
 std::vector<QuantPath> SupportedQuantPaths() {
+  const QuantPath best = BestPath();
   std::vector<QuantPath> paths = {QuantPath::kPortable};
-  if (kBestPath == QuantPath::kAvx2 || kBestPath == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx2);
-  if (kBestPath == QuantPath::kAvx512Vnni) paths.push_back(QuantPath::kAvx512Vnni);
+  if (best == QuantPath::kNeonDot) {
+    paths.push_back(best);
+    return paths;
+  }
+  // Each x86 path needs a subset of the features of the next.
+  for (QuantPath path : {QuantPath::kAvx2, QuantPath::kAvx512VnniNoVbmi, QuantPath::kAvx512Vnni}) {
+    if (static_cast<int>(path) <= static_cast<int>(best)) paths.push_back(path);
+  }
   return paths;
 }
 
 QuantPath ActiveQuantPath() {
   const int forced = g_forced_path.load(std::memory_order_relaxed);
-  return forced >= 0 ? static_cast<QuantPath>(forced) : kBestPath;
+  return forced >= 0 ? static_cast<QuantPath>(forced) : BestPath();
 }
 
 void SetQuantPathForTest(QuantPath path) {
@@ -218,7 +214,8 @@ void QuantizedActivations::QuantizeCodes(size_t t, const float* x) {
   float* scaled_sums = scaled_sums_.data() + t * blocks_stride_;
   int16_t* sums16 = sums16_.data() + t * 2 * blocks_stride_;
   int32_t* neg_sums = neg_sums_.data() + t * blocks_stride_;
-  if (ActiveQuantPath() != QuantPath::kPortable) {
+  const QuantPath path = ActiveQuantPath();
+  if (path != QuantPath::kPortable && path != QuantPath::kNeonDot) {
     QuantizeActivationsAvx2(x, k_, q, scales, scaled_sums, sums16, neg_sums);
     return;
   }
@@ -235,7 +232,9 @@ void QuantizedActivations::QuantizeCodes(size_t t, const float* x) {
   }
 }
 
-size_t QuantTileRows(QuantPath path) { return path == QuantPath::kAvx512Vnni ? 16 : 8; }
+size_t QuantTileRows(QuantPath path) {
+  return path == QuantPath::kAvx512Vnni || path == QuantPath::kAvx512VnniNoVbmi ? 16 : 8;
+}
 
 void QuantTilePortable(const QuantTile& tile, float* scratch) {
   constexpr size_t kRows = 8;

@@ -2,7 +2,7 @@
 // Q6_K). Activations are quantized once per MatMul call into int8 blocks of 32
 // (QuantizeActivationsQ8 in tensor/quant.h); each 32-block of a weight row is
 // unpacked to bytes and multiplied with them in integers (vpdpbusd on AVX-512
-// VNNI, maddubs + madd on AVX2, plain C++ elsewhere), and the float scales are
+// VNNI, maddubs + madd on AVX2, sdot on ARM, plain C++ elsewhere), and the float scales are
 // applied once per block. Weights are never expanded to f32.
 //
 // Every path computes, per weight row and token, exactly
@@ -23,7 +23,9 @@ namespace gemmarun::cpu {
 enum class QuantPath : uint8_t {
   kPortable,    // plain C++, any CPU
   kAvx2,        // AVX2 + FMA + F16C: maddubs / madd
-  kAvx512Vnni,  // AVX-512 F/BW/VL + VNNI + VBMI: vpdpbusd, byte permutes
+  kAvx512VnniNoVbmi,  // AVX-512 F/BW/DQ/VL + VNNI (Cascade Lake): vpdpbusd
+  kAvx512Vnni,        // AVX-512 F/BW/DQ/VL + VNNI + VBMI: vpdpbusd, byte permutes
+  kNeonDot,           // ARMv8.2 dot product (sdot) for Q8_0 / Q4_0, portable for the rest
 };
 const char* Name(QuantPath path);
 // The paths this CPU can run, portable first.
@@ -100,6 +102,8 @@ constexpr size_t kMaxQuantTileRows = 16;
 void QuantTilePortable(const QuantTile& tile, float* scratch);
 void QuantTileAvx2(const QuantTile& tile, float* scratch);
 void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch);
+void QuantTileAvx512VnniNoVbmi(const QuantTile& tile, float* scratch);
+void QuantTileNeonDot(const QuantTile& tile, float* scratch);
 
 // QuantizedActivations::QuantizeRow's SIMD body (any path but portable):
 // bit-identical to QuantizeActivationsQ8 plus the sums.

@@ -1,6 +1,8 @@
-// The x86 integer kernels, written once and compiled twice by matmul_quant_x86.cc:
-// for AVX2 (GR_QUANT_VNNI 0) and for AVX-512 VNNI (GR_QUANT_VNNI 1), each time
-// inside its own namespace and target attributes. No include guard on purpose.
+// The x86 integer kernels, written once and compiled three times by
+// matmul_quant_x86.cc: for AVX2 (GR_QUANT_VNNI 0) and for AVX-512 VNNI
+// (GR_QUANT_VNNI 1) with and without VBMI (GR_QUANT_VBMI, only the Q4_0
+// decode kernel needs it), each time inside its own namespace and target
+// attributes. No include guard on purpose.
 //
 // Work comes in tiles of rows (16 on VNNI, 8 on AVX2) against a run of tokens,
 // one group of 256 weights (8 blocks of 32) at a time, so that a vector holds
@@ -316,7 +318,7 @@ HWY_INLINE void PrefetchAhead(const uint8_t* group) {
   }
 }
 
-#if GR_QUANT_VNNI
+#if GR_QUANT_VBMI
 // Q4_0 decode of whole groups, 512 bits at a time. DecodeGroup works in
 // 256-bit halves, reduces every group's 8 block sums horizontally and gathers
 // the 8 f16 scales one by one: about 70 instructions per 144 bytes, which
@@ -414,7 +416,7 @@ void DecodeTile(const QuantTile& tile) {
     __m256 acc = _mm256_setzero_ps();
     float wide_sum = 0.0f;
     size_t block = begin_block;
-#if GR_QUANT_VNNI
+#if GR_QUANT_VBMI
     if constexpr (std::is_same_v<Format, Q4_0Format>) {
       wide_sum = DecodeQ4_0Groups(row, begin_block / kGroup, full_end / kGroup, group_acts(begin_block));
       block = full_end;
