@@ -205,6 +205,13 @@ std::string Format(const Stats& s, int precision, int width) {
   return std::string(std::max(0, width - chars), ' ') + text;
 }
 
+// The two lines above a table of results.
+void PrintModelHeader(const ModelInfo& info, const std::string& dtype, double load_seconds, int reps) {
+  std::printf("model   %s (%s, %d layers, %.2f GB of weights, %s)\n", info.source.c_str(), info.family.c_str(),
+              info.num_layers, info.weight_bytes / 1e9, dtype.c_str());
+  std::printf("backend %s; loaded in %.1f s; %d reps after a warm-up\n\n", info.backend.c_str(), load_seconds, reps);
+}
+
 // --bandwidth-only: --reps measurements of the read bandwidth, no model. Other
 // engines' benchmarks (bench/run_vs_llamacpp.py) call it right before and
 // after their own decode runs, to be judged against the same figures as ours.
@@ -444,10 +451,7 @@ int RunDepths(const BenchFlags& flags) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("model   %s (%s, %d layers, %.2f GB of weights, %s)\n", info.source.c_str(), info.family.c_str(),
-              info.num_layers, info.weight_bytes / 1e9, dtype.c_str());
-  std::printf("backend %s; loaded in %.1f s; %d reps after a warm-up\n\n", info.backend.c_str(), load_seconds,
-              flags.reps);
+  PrintModelHeader(info, dtype, load_seconds, flags.reps);
   std::printf("| test            |             tokens/s |\n");
   std::printf("| --------------- | -------------------: |\n");
   for (const DepthResult& r : results) {
@@ -613,10 +617,7 @@ int Run(const BenchFlags& flags) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("model   %s (%s, %d layers, %.2f GB of weights, %s)\n", info.source.c_str(), info.family.c_str(),
-              info.num_layers, info.weight_bytes / 1e9, dtype.c_str());
-  std::printf("backend %s; loaded in %.1f s; %d reps after a warm-up\n\n", info.backend.c_str(), load_seconds,
-              flags.reps);
+  PrintModelHeader(info, dtype, load_seconds, flags.reps);
   std::printf("| test   |             tokens/s |  weight GB/s |\n");
   std::printf("| ------ | -------------------: | -----------: |\n");
   if (do_prefill) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_test.h"
+#include "cli/text_model.h"
 #include "testing/random_model.h"
 #include "testing/temp_dir.h"
 
@@ -24,24 +25,8 @@ using testing::RunGemmarun;
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-// Gemma 2 layout with the real vocabulary (its template has no system role).
-const char* kConfig = R"({"model_type": "gemma2", "vocab_size": 256000, "hidden_size": 32,
-  "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
-  "num_hidden_layers": 2, "sliding_window": 16, "query_pre_attn_scalar": 16,
-  "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "max_position_embeddings": 512})";
-
-class ChatPromptTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir("gr_chat_prompt_model");
-    ASSERT_TRUE(testing::WriteRandomModel(kConfig, dir_->path().string()).ok());
-    fs::copy_file(DataDir() + "/tokenizer/gemma/tokenizer.json", dir_->path() / "tokenizer.json");
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static std::string Model() { return " -m " + dir_->path().string() + " "; }
-  static TempDir* dir_;
-};
-TempDir* ChatPromptTest::dir_ = nullptr;
+// Gemma 2 layout with the real 256000-token vocabulary, so prompts are text.
+class ChatPromptTest : public testing::TextModelSuite {};
 
 std::vector<nlohmann::json> JsonLines(const std::string& out) {
   std::vector<nlohmann::json> lines;
