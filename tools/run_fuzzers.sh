@@ -21,7 +21,7 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGEMMARUN_FUZZ=ON \
-  -DGEMMARUN_SANITIZE=address,undefined -DGEMMARUN_TESTS=OFF "${launcher[@]}" >/dev/null
+  -DGEMMARUN_SANITIZE=address,undefined -DGEMMARUN_TESTS=OFF -DGEMMARUN_CUDA=OFF "${launcher[@]}" >/dev/null
 targets=()
 for f in "${fuzzers[@]}"; do targets+=("fuzz_$f"); done
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"

@@ -36,7 +36,7 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B build-arm64 -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
-  -DGR_QEMU_CPU="${GR_QEMU_CPU:-max,sve=off}" "${launcher[@]}" >/dev/null
+  -DGR_QEMU_CPU="${GR_QEMU_CPU:-max,sve=off}" -DGEMMARUN_CUDA=OFF "${launcher[@]}" >/dev/null
 
 # Test executables whose gr_add_test(...) carries one of the labels.
 targets=$(python3 - "$labels" <<'PY'
