@@ -26,6 +26,9 @@ struct KvCacheReport {
   uint64_t ring_bytes = 0;             // sliding-window layers as ring buffers
   uint64_t recurrent_state_bytes = 0;  // RecurrentGemma; included in both figures above
   int64_t max_seq_len = 0;             // the model's own limit, for comparison
+  // K and V of one position in every attention layer, per cache type
+  // (--cache-type; q8_0 only where head_dim is a multiple of 32).
+  std::vector<std::pair<std::string, uint64_t>> bytes_per_token;
 };
 
 struct ModelReport {

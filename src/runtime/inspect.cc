@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "model/gguf_model.h"
 #include "model/inspect.h"
+#include "model/kv_cache.h"
 #include "runtime/model_source.h"
 
 namespace gemmarun {
@@ -34,7 +35,13 @@ ModelReport ToReport(const ModelConfig& config, const ModelInspection& inspectio
   if (context > 0 && !inspection.kv_cache.empty()) {
     const KvCacheEstimate& kv = inspection.kv_cache.front();
     report.kv_cache = KvCacheReport{kv.tokens, kv.max_chunk, kv.full_bytes, kv.ring_bytes, kv.recurrent_bytes,
-                                    config.max_seq_len};
+                                    config.max_seq_len, {}};
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+      if (!CheckKvCacheType(config, type).ok()) continue;
+      uint64_t bytes = 0;
+      for (const KvGroup& group : KvGroups(config)) bytes += KvBytesPerPosition(config, group, type);
+      report.kv_cache->bytes_per_token.emplace_back(Name(type), bytes);
+    }
   }
   report.notes = inspection.notes;
   return report;
@@ -183,6 +190,9 @@ std::string ModelReportToJson(const ModelReport& report) {
     k["ring_max_chunk"] = kv.max_chunk;
     k["recurrent_state_bytes"] = kv.recurrent_state_bytes;
     k["max_seq_len"] = kv.max_seq_len;
+    Json per_token = Json::object();
+    for (const auto& [type, bytes] : kv.bytes_per_token) per_token[type] = bytes;
+    k["bytes_per_token"] = per_token;
     json["kv_cache"] = k;
   }
   json["notes"] = report.notes;
@@ -223,6 +233,8 @@ std::string ModelReportToText(const ModelReport& report) {
       out += Row("recurrent state", Bytes(kv.recurrent_state_bytes),
                  Grouped(kv.recurrent_state_bytes) + " bytes (RG-LRU + Conv1D, included above; does not grow)");
     }
+    out += "\nKV cache per token, by --cache-type (K and V of every attention layer)\n";
+    for (const auto& [type, bytes] : kv.bytes_per_token) out += Row(type, Bytes(bytes), Grouped(bytes) + " bytes");
     if (kv.tokens > kv.max_seq_len) {
       out += "  note: " + Grouped(kv.tokens) + " tokens is beyond the model's max_position_embeddings " +
              Grouped(kv.max_seq_len) + "\n";

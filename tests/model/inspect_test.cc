@@ -111,6 +111,11 @@ TEST(InspectTest, KvCacheGemma2) {
   EXPECT_LT(at_32k.kv_cache->ring_bytes, at_32k.kv_cache->full_bytes);
   EXPECT_EQ(at_8k.kv_cache->recurrent_state_bytes, 0u);
   EXPECT_EQ(at_8k.kv_cache->max_chunk, 1);
+  // Per token, every layer: f32 4 bytes a value, f16/bf16 2, q8_0 34 per 32 values.
+  const std::vector<std::pair<std::string, uint64_t>> per_token = {
+      {"f32", 26 * kSlotBytes}, {"f16", 26 * kSlotBytes / 2}, {"bf16", 26 * kSlotBytes / 2},
+      {"q8_0", 26 * 2 * 4 * (256 / 32) * 34}};
+  EXPECT_EQ(at_8k.kv_cache->bytes_per_token, per_token);
 }
 
 TEST(InspectTest, KvCacheGemma3) {
