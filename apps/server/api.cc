@@ -102,21 +102,16 @@ bool ParseSampling(const json& body, Endpoint endpoint, GenerationPlan* plan, Ap
   SamplingOptions& s = plan->options.sampling;
   s.temperature = 1.0f;  // OpenAI's default; 0 is greedy
   int64_t top_k = 0;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
   if (!ReadFloat(body, "temperature", 0.0, 2.0, false, &s.temperature, error) ||
       !ReadFloat(body, "top_p", 0.0, 1.0, true, &s.top_p, error) ||
       !ReadInt(body, "top_k", 0, std::numeric_limits<int32_t>::max(), &top_k, error) ||
       !ReadFloat(body, "min_p", 0.0, 1.0, false, &s.min_p, error) ||
       !ReadFloat(body, "repetition_penalty", 0.0, 100.0, true, &s.repeat_penalty, error) ||
-      !ReadFloat(body, "presence_penalty", -2.0, 2.0, false, &presence_penalty, error) ||
-      !ReadFloat(body, "frequency_penalty", -2.0, 2.0, false, &frequency_penalty, error)) {
+      !ReadFloat(body, "presence_penalty", -2.0, 2.0, false, &s.presence_penalty, error) ||
+      !ReadFloat(body, "frequency_penalty", -2.0, 2.0, false, &s.frequency_penalty, error)) {
     return false;
   }
   s.top_k = static_cast<int>(top_k);
-  // TODO(sampling): map presence_penalty / frequency_penalty to SamplingOptions once it has them.
-  (void)presence_penalty;
-  (void)frequency_penalty;
   if (const json* seed = Field(body, "seed")) {
     if (!seed->is_number_integer()) return Fail(error, "seed", "seed must be an integer, got " + Describe(*seed));
     s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
