@@ -2,6 +2,11 @@
 // once per target through foreach_target.h), then the work split, the decode
 // merge and WriteKv, compiled once. attention.h describes the scheme.
 #undef HWY_TARGET_INCLUDE
+// SVE vectors are sizeless, and these kernels keep arrays of accumulators,
+// which only fixed-width targets allow: on ARM they run as NEON.
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128)
+#endif
 #define HWY_TARGET_INCLUDE "backend/cpu/attention.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
