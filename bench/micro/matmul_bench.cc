@@ -145,6 +145,12 @@ void BM_Prefill512Deep(benchmark::State& state) { RunMatMul(state, 512, 2048, 16
 BENCHMARK(BM_Prefill512Wide)->Apply(TypeAndThreads);
 BENCHMARK(BM_Prefill512Deep)->Apply(TypeAndThreads);
 
+// Batched decode (8 and 16 sequences, one token each) on the MLP's gate/up shape.
+void BM_Batch8Wide(benchmark::State& state) { RunMatMul(state, 8, 16384, 2048); }
+void BM_Batch16Wide(benchmark::State& state) { RunMatMul(state, 16, 16384, 2048); }
+BENCHMARK(BM_Batch8Wide)->Apply(TypeAndThreads);
+BENCHMARK(BM_Batch16Wide)->Apply(TypeAndThreads);
+
 // Gemma 3 270M's tied LM head: many short rows (K=640: 20 blocks of 32; the
 // K-quants need K % 256 == 0, so they are left out).
 void BM_DecodeVocab(benchmark::State& state) { RunMatMul(state, 1, 262144, 640); }

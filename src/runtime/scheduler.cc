@@ -74,7 +74,12 @@ class SchedulerImpl final : public Scheduler {
     GR_RETURN_IF_ERROR(Validate(request));
     std::lock_guard<std::mutex> lock(mu_);
     if (shutdown_) return Unsupported("the scheduler is shutting down");
-    if (options_.max_queue > 0 && static_cast<int>(inbox_.size()) + stats_.waiting >= options_.max_queue) {
+    // Submitted requests that a free sequence slot will take at the next step
+    // are not waiting: two requests arriving together at an idle server with
+    // --parallel 1 --max-queue 1 are one running and one queued, not a 429.
+    const int free_slots = std::max(0, options_.max_sequences - stats_.running);
+    const int queued = static_cast<int>(inbox_.size()) + stats_.waiting - free_slots;
+    if (options_.max_queue > 0 && queued >= options_.max_queue) {
       return ResourceExhausted("the queue is full (" + std::to_string(options_.max_queue) + " waiting requests)");
     }
     const RequestId id = ++last_id_;

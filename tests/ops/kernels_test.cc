@@ -247,6 +247,45 @@ TEST_P(QuantMatMulTest, MatchesReferenceOnEveryPath) {
   cpu::ResetQuantPath();
 }
 
+// Batch invariance: a token's outputs are the same bits whether it is alone in
+// the call or one of many (a sequence decoded in a batch must give the text it
+// gives alone). Shapes cross the K pieces (kQuantKChunk), short last groups and
+// partial row tiles.
+TEST_P(QuantMatMulTest, TokenOutputsDoNotDependOnTheOtherTokens) {
+  const DType type = std::get<0>(GetParam());
+  const int threads = std::get<1>(GetParam());
+  const bool k_quant = Info(type).block_elements == kQKK;
+  const std::vector<int> ks = k_quant ? std::vector<int>{256, 2048, 3328} : std::vector<int>{96, 640, 2080, 4096};
+  auto backend = CreateCpuBackend(threads);
+  for (cpu::QuantPath path : cpu::SupportedQuantPaths()) {
+    cpu::SetQuantPathForTest(path);
+    for (int k : ks) {
+      for (int n : {24, 37}) {
+        SCOPED_TRACE(PathName(path) + " k " + std::to_string(k) + " n " + std::to_string(n));
+        const int tokens = 11;
+        Tensor w = RandomWeights(type, n, k, k + n);
+        const std::vector<float> x = RandomFloats(tokens * k, k, 2.0f);
+        const std::vector<float> bias = RandomFloats(n, 5);
+        const TensorView bias_view = n % 2 == 1 ? TensorView{const_cast<float*>(bias.data()), DType::kF32, Shape{n}}
+                                                : TensorView{};
+        const auto run = [&](int first, int count) {
+          std::vector<float> out(count * n);
+          backend->MatMul(TensorView{const_cast<float*>(x.data()) + first * k, DType::kF32, Shape{count, k}},
+                          w.view(), bias_view, TensorView{out.data(), DType::kF32, Shape{count, n}});
+          return out;
+        };
+        const std::vector<float> all = run(0, tokens);
+        for (auto [first, count] : {std::pair{0, 1}, {4, 1}, {10, 1}, {3, 2}, {5, 3}, {1, 8}}) {
+          const std::vector<float> part = run(first, count);
+          ASSERT_EQ(std::memcmp(part.data(), all.data() + first * n, part.size() * sizeof(float)), 0)
+              << "tokens [" << first << ", " << first + count << ") alone differ from the same tokens among " << tokens;
+        }
+      }
+    }
+  }
+  cpu::ResetQuantPath();
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Types, QuantMatMulTest,
     ::testing::Combine(::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K),

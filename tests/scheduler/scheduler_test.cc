@@ -261,7 +261,8 @@ TEST(SchedulerTest, RefusesWhatCanNeverRun) {
   EXPECT_FALSE(engine->NewScheduler(SchedulerOptions{.max_sequences = 0}).ok());
   EXPECT_FALSE(engine->NewScheduler(SchedulerOptions{.max_sequences = 8, .token_budget = 4}).ok());
   EXPECT_FALSE(engine->NewScheduler(SchedulerOptions{.kv_memory_bytes = 1}).ok());
-  auto scheduler = engine->NewScheduler(SchedulerOptions{.context_length = 32, .max_queue = 1});
+  auto scheduler =
+      engine->NewScheduler(SchedulerOptions{.max_sequences = 1, .context_length = 32, .max_queue = 1});
   ASSERT_TRUE(scheduler.ok());
   Outcome outcome;
   auto too_long = (*scheduler)->Submit(GreedyRequest(Prompt(*engine, 33, 0), 1, &outcome));
@@ -272,6 +273,8 @@ TEST(SchedulerTest, RefusesWhatCanNeverRun) {
   Request bad_sampling = GreedyRequest(Prompt(*engine, 4, 0), 1, &outcome);
   bad_sampling.options.sampling.top_p = 2.0f;
   EXPECT_FALSE((*scheduler)->Submit(std::move(bad_sampling)).ok());
+  // Before any step: the first takes the one free slot, the second is the one queued.
+  ASSERT_TRUE((*scheduler)->Submit(GreedyRequest(Prompt(*engine, 4, 0), 1, &outcome)).ok());
   ASSERT_TRUE((*scheduler)->Submit(GreedyRequest(Prompt(*engine, 4, 0), 1, &outcome)).ok());
   auto full = (*scheduler)->Submit(GreedyRequest(Prompt(*engine, 4, 0), 1, &outcome));
   ASSERT_FALSE(full.ok());

@@ -132,11 +132,15 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
       for (size_t t = begin; t < end; ++t) acts.QuantizeRow(t, xs + t * k);
     });
     const QuantTileFn tile_fn = QuantTileFunction(path);
-    const size_t chunk = ChunkSize(k, kActivationBudget / token_block, kQKK);
+    // One token: each row in one sweep (the kernels add its K pieces in order);
+    // more: pieces of kQuantKChunk, so that a token block's activations of one
+    // piece stay in L2 while the row tiles pass.
+    static_assert(kQuantKChunk * kQuantTokenBlock <= kActivationBudget && kQuantKChunk % kQKK == 0);
+    const size_t chunk = num_tokens == 1 ? k : kQuantKChunk;
     const size_t items = token_blocks * row_tiles;
     pool.ParallelForDynamic(items, ClaimSize(items, pool), [&](size_t begin, size_t end, int thread) {
       std::vector<float>& scratch = workspace.tile_scratch_[thread];
-      if (scratch.size() < token_block * tile_rows) scratch.resize(token_block * tile_rows);
+      if (scratch.size() < token_block * kQuantScratchPerToken) scratch.resize(token_block * kQuantScratchPerToken);
       ForEachRun(begin, end, row_tiles, [&](size_t tb, size_t tile_begin, size_t tile_end) {
         QuantTile tile{};
         tile.type = w.dtype;

@@ -237,6 +237,9 @@ size_t QuantTileRows(QuantPath path) {
 }
 
 void QuantTilePortable(const QuantTile& tile, float* scratch) {
+  if (tile.k_end - tile.k_begin > kQuantKChunk) {
+    return ForEachKChunk(tile, [&](const QuantTile& piece) { QuantTilePortable(piece, scratch); });
+  }
   constexpr size_t kRows = 8;
   const QuantizedActivations& acts = *tile.acts;
   std::fill(scratch, scratch + tile.num_tokens * kRows, 0.0f);

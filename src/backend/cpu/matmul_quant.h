@@ -11,6 +11,7 @@
 // DotRowQ8Activations only in f32 rounding of the scaled block sums.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -81,6 +82,16 @@ class QuantizedActivations {
 // times tokens [token_begin, token_begin + num_tokens) of the activations, over
 // weights [k_begin, k_end) of each row (k_begin a multiple of 256). With
 // accumulate the sums are added to out, otherwise out = sum + bias.
+//
+// Batch invariance: a token's outputs must not depend on how many tokens share
+// the call (a sequence decoded in a batch gives the text it gives alone). So K
+// is always cut into pieces of kQuantKChunk weights whose sums are added to out
+// in order (first = sum + bias, then out + sum), and every kernel computes a
+// (row, token) sum with the same operations in the same order whatever
+// num_tokens is. A tile may span more than one piece (MatMul hands one token
+// the whole of K, so that each row is one stream); the kernel then adds the
+// pieces itself exactly as separate calls would.
+constexpr size_t kQuantKChunk = 1024;
 struct QuantTile {
   DType type;
   const uint8_t* w;      // row 0 of W
@@ -98,7 +109,9 @@ struct QuantTile {
 size_t QuantTileRows(QuantPath path);
 constexpr size_t kMaxQuantTileRows = 16;
 
-// Per path; `scratch` must hold num_tokens * QuantTileRows(path) floats.
+// Per path; `scratch` must hold num_tokens * kQuantScratchPerToken floats
+// (8 partial sums per row, one per block position of a group).
+constexpr size_t kQuantScratchPerToken = 8 * kMaxQuantTileRows;
 void QuantTilePortable(const QuantTile& tile, float* scratch);
 void QuantTileAvx2(const QuantTile& tile, float* scratch);
 void QuantTileAvx512Vnni(const QuantTile& tile, float* scratch);
@@ -112,6 +125,19 @@ void QuantizeActivationsAvx2(const float* x, size_t k, int8_t* qs, float* scales
 
 // Writes a tile's sums (scratch[t * stride + r]) to out, as QuantTile describes.
 void StoreTile(const QuantTile& tile, const float* scratch, size_t stride);
+
+// Calls kernel(piece) for the pieces of tile's K range cut at multiples of
+// kQuantKChunk: the first as tile says, the rest accumulating.
+template <class Kernel>
+void ForEachKChunk(const QuantTile& tile, Kernel&& kernel) {
+  QuantTile piece = tile;
+  for (size_t begin = tile.k_begin; begin < tile.k_end; begin = piece.k_end) {
+    piece.k_begin = begin;
+    piece.k_end = std::min(tile.k_end, (begin / kQuantKChunk + 1) * kQuantKChunk);
+    piece.accumulate = tile.accumulate || begin > tile.k_begin;
+    kernel(piece);
+  }
+}
 
 // True for the weight types these kernels take.
 bool IsIntegerKernelType(DType type);

@@ -103,6 +103,9 @@ void Tile(const QuantTile& tile, float* scratch) {
 }  // namespace
 
 void QuantTileNeonDot(const QuantTile& tile, float* scratch) {
+  if (tile.k_end - tile.k_begin > kQuantKChunk) {
+    return ForEachKChunk(tile, [&](const QuantTile& piece) { QuantTileNeonDot(piece, scratch); });
+  }
   switch (tile.type) {
     case DType::kQ8_0: return Tile<Q8_0Weights>(tile, scratch);
     case DType::kQ4_0: return Tile<Q4_0Weights>(tile, scratch);

@@ -320,18 +320,17 @@ HWY_INLINE void PrefetchAhead(const uint8_t* group) {
 
 #if GR_QUANT_VBMI
 // Q4_0 decode of whole groups, 512 bits at a time. DecodeGroup works in
-// 256-bit halves, reduces every group's 8 block sums horizontally and gathers
-// the 8 f16 scales one by one: about 70 instructions per 144 bytes, which
-// held one thread to ~23 GB/s, under the memory's pace. Here two byte permutes
-// (VBMI) compact the 8 blocks' nibbles (16 of every 18 bytes) into two vectors
-// of 4 blocks, which line up with qs_quads; one word permute gathers the 8
-// scales; and each block keeps its 4 int32 lanes, scaled in floats, until the
-// row ends: about 30 instructions per group.
+// 256-bit halves and gathers the 8 f16 scales one by one, which held one
+// thread to ~23 GB/s, under the memory's pace. Here two byte permutes (VBMI)
+// compact the 8 blocks' nibbles (16 of every 18 bytes) into two vectors of 4
+// blocks, which line up with qs_quads, and one word permute gathers the 8
+// scales. The block sums then take DecodeGroup's exact arithmetic (lane j =
+// block j, the same integer sums, scaled and accumulated alike), so this path
+// gives the very bits of the others (batch invariance, see QuantTile).
 struct Q4_0WideIndices {
   alignas(64) uint8_t nibbles[2][64];  // vpermt2b: blocks 0-3 from bytes [0, 128), 4-7 from [64, 128) + [80, 144)
   alignas(64) uint16_t scales[32];     // vpermt2w over bytes [0, 128): word 9j is block j's scale
-  alignas(64) int32_t spread[2][16];   // lane l <- block l / 4 (first 4 blocks), 4 + l / 4 (last 4)
-  constexpr Q4_0WideIndices() : nibbles{}, scales{}, spread{} {
+  constexpr Q4_0WideIndices() : nibbles{}, scales{} {
     for (int j = 0; j < 8; ++j) {
       for (int i = 0; i < 16; ++i) {
         const int byte = 18 * j + 2 + i;  // within the group
@@ -340,23 +339,18 @@ struct Q4_0WideIndices {
       }
       scales[j] = static_cast<uint16_t>(9 * j);
     }
-    for (int l = 0; l < 16; ++l) {
-      spread[0][l] = l / 4;
-      spread[1][l] = 4 + l / 4;
-    }
   }
 };
 inline constexpr Q4_0WideIndices kQ4_0Wide{};
 
-// Groups [group_begin, group_end) of a Q4_0 row times the activations x
-// (starting at group_begin).
-HWY_INLINE float DecodeQ4_0Groups(const uint8_t* row, size_t group_begin, size_t group_end, const GroupActs& x) {
+// acc (lane j = block j of each group) += groups [group_begin, group_end) of a
+// Q4_0 row times the activations x (starting at group_begin).
+HWY_INLINE __m256 DecodeQ4_0Groups(const uint8_t* row, size_t group_begin, size_t group_end, const GroupActs& x,
+                                   __m256 acc) {
   constexpr size_t kBytes = Q4_0Format::kGroupBytes;
   const __m512i nibbles0 = _mm512_load_si512(kQ4_0Wide.nibbles[0]), nibbles1 = _mm512_load_si512(kQ4_0Wide.nibbles[1]);
   const __m512i scale_words = _mm512_load_si512(kQ4_0Wide.scales);
-  const __m512i spread0 = _mm512_load_si512(kQ4_0Wide.spread[0]), spread1 = _mm512_load_si512(kQ4_0Wide.spread[1]);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   for (size_t g = group_begin; g < group_end; ++g) {
     const uint8_t* group = row + g * kBytes;
     PrefetchAhead<kBytes>(group);
@@ -368,21 +362,21 @@ HWY_INLINE float DecodeQ4_0Groups(const uint8_t* row, size_t group_begin, size_t
 
     const size_t i = g - group_begin;
     const int8_t* codes = x.qs_quads + 256 * i;
-    // Start each block's sum from -8 * (sum of its codes) in one lane: q - 8.
-    const __m512i neg = _mm512_castsi256_si512(_mm256_slli_epi32(Load256(x.neg_sums + 8 * i), 3));
-    __m512i sum0 = _mm512_maskz_permutexvar_epi32(0x1111, spread0, neg);
-    __m512i sum1 = _mm512_maskz_permutexvar_epi32(0x1111, spread1, neg);
-    sum0 = _mm512_dpbusd_epi32(sum0, _mm512_and_si512(blocks0, low4), _mm512_loadu_si512(codes));
+    // 128-bit lane b of sum0 (sum1) holds block b's (4 + b's) partial sums.
+    __m512i sum0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(blocks0, low4), _mm512_loadu_si512(codes));
     sum0 = _mm512_dpbusd_epi32(sum0, _mm512_and_si512(_mm512_srli_epi16(blocks0, 4), low4), _mm512_loadu_si512(codes + 64));
-    sum1 = _mm512_dpbusd_epi32(sum1, _mm512_and_si512(blocks1, low4), _mm512_loadu_si512(codes + 128));
+    __m512i sum1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(blocks1, low4), _mm512_loadu_si512(codes + 128));
     sum1 = _mm512_dpbusd_epi32(sum1, _mm512_and_si512(_mm512_srli_epi16(blocks1, 4), low4), _mm512_loadu_si512(codes + 192));
-
-    const __m512 scales =
-        _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(halves), _mm256_loadu_ps(x.scales + 8 * i)));
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum0), _mm512_permutexvar_ps(spread0, scales), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum1), _mm512_permutexvar_ps(spread1, scales), acc1);
+    // Two hadd levels leave the block sums in the order 0 2 4 6 1 3 5 7.
+    const __m256i h0 = _mm256_hadd_epi32(_mm512_castsi512_si256(sum0), _mm512_extracti64x4_epi64(sum0, 1));
+    const __m256i h1 = _mm256_hadd_epi32(_mm512_castsi512_si256(sum1), _mm512_extracti64x4_epi64(sum1, 1));
+    const __m256i mixed = _mm256_hadd_epi32(h0, h1);
+    __m256i sum = _mm256_permutevar8x32_epi32(mixed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    sum = _mm256_add_epi32(sum, _mm256_slli_epi32(Load256(x.neg_sums + 8 * i), 3));  // q - 8
+    const __m256 scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_loadu_ps(x.scales + 8 * i));
+    acc = _mm256_fmadd_ps(scaled, _mm256_cvtph_ps(halves), acc);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  return acc;
 }
 #endif
 
@@ -411,39 +405,52 @@ void DecodeTile(const QuantTile& tile) {
     tail_acts = GroupActs{tail_acts.qs, nullptr, tail_scales, tail_scaled_sums, tail_sums16, tail_neg_sums};
   }
   float* out = tile.out + token * tile.out_stride + tile.row_begin;
+  constexpr size_t kPieceBlocks = kQuantKChunk / 32;
   for (size_t r = 0; r < tile.rows; ++r) {
     const uint8_t* row = tile.w + (tile.row_begin + r) * tile.w_row_bytes;
-    __m256 acc = _mm256_setzero_ps();
-    float wide_sum = 0.0f;
-    size_t block = begin_block;
+    // The row's K pieces (see QuantTile) summed in order, as TileImpl's callers
+    // add them to out: the first plus the bias, then each next one.
+    float value = tile.accumulate ? out[r] : 0.0f;
+    bool started = tile.accumulate;
+    for (size_t piece = begin_block; piece < end_block;) {
+      const size_t piece_end = std::min(end_block, (piece / kPieceBlocks + 1) * kPieceBlocks);
+      const size_t piece_full_end = std::min(piece_end, full_end);
+      __m256 acc = _mm256_setzero_ps();
+      size_t block = piece;
 #if GR_QUANT_VBMI
-    if constexpr (std::is_same_v<Format, Q4_0Format>) {
-      wide_sum = DecodeQ4_0Groups(row, begin_block / kGroup, full_end / kGroup, group_acts(begin_block));
-      block = full_end;
-    }
+      if constexpr (std::is_same_v<Format, Q4_0Format>) {
+        acc = DecodeQ4_0Groups(row, piece / kGroup, piece_full_end / kGroup, group_acts(piece), acc);
+        block = piece_full_end;
+      }
 #endif
-    for (; block < full_end; block += kGroup) {
-      // Fetch the weights kPrefetchDistance ahead into L2 (not L1: there the
-      // stream evicts the activations, up to 16 KiB, that every row re-reads).
-      // One thread, Gemma-2B down projection (K = 16384): 18 -> 26 GB/s (Q8_0),
-      // 16 -> 24 (Q4_0) against non-temporal prefetch into L1 at 4 KiB; K = 2048
-      // no worse. 4, 12 and 16 KiB ahead measured no better.
-      PrefetchAhead<Format::kGroupBytes>(row + (block / kGroup) * Format::kGroupBytes);
-      acc = DecodeGroup<Format>(row, block / kGroup, group_acts(block), acc);
+      for (; block < piece_full_end; block += kGroup) {
+        // Fetch the weights kPrefetchDistance ahead into L2 (not L1: there the
+        // stream evicts the activations, up to 16 KiB, that every row re-reads).
+        // One thread, Gemma-2B down projection (K = 16384): 18 -> 26 GB/s (Q8_0),
+        // 16 -> 24 (Q4_0) against non-temporal prefetch into L1 at 4 KiB; K = 2048
+        // no worse. 4, 12 and 16 KiB ahead measured no better.
+        PrefetchAhead<Format::kGroupBytes>(row + (block / kGroup) * Format::kGroupBytes);
+        acc = DecodeGroup<Format>(row, block / kGroup, group_acts(block), acc);
+      }
+      if (piece_end == end_block) {
+        const size_t g = block / kGroup;
+        switch (tail) {  // only 32-block formats have one
+          case 1: acc = DecodeGroup<Format, 1>(row, g, tail_acts, acc); break;
+          case 2: acc = DecodeGroup<Format, 2>(row, g, tail_acts, acc); break;
+          case 3: acc = DecodeGroup<Format, 3>(row, g, tail_acts, acc); break;
+          case 4: acc = DecodeGroup<Format, 4>(row, g, tail_acts, acc); break;
+          case 5: acc = DecodeGroup<Format, 5>(row, g, tail_acts, acc); break;
+          case 6: acc = DecodeGroup<Format, 6>(row, g, tail_acts, acc); break;
+          case 7: acc = DecodeGroup<Format, 7>(row, g, tail_acts, acc); break;
+          default: break;
+        }
+      }
+      const float sum = SumLanes(acc);
+      value = started ? value + sum : sum + (tile.bias ? tile.bias[tile.row_begin + r] : 0.0f);
+      started = true;
+      piece = piece_end;
     }
-    const size_t g = block / kGroup;
-    switch (tail) {  // only 32-block formats have one
-      case 1: acc = DecodeGroup<Format, 1>(row, g, tail_acts, acc); break;
-      case 2: acc = DecodeGroup<Format, 2>(row, g, tail_acts, acc); break;
-      case 3: acc = DecodeGroup<Format, 3>(row, g, tail_acts, acc); break;
-      case 4: acc = DecodeGroup<Format, 4>(row, g, tail_acts, acc); break;
-      case 5: acc = DecodeGroup<Format, 5>(row, g, tail_acts, acc); break;
-      case 6: acc = DecodeGroup<Format, 6>(row, g, tail_acts, acc); break;
-      case 7: acc = DecodeGroup<Format, 7>(row, g, tail_acts, acc); break;
-      default: break;
-    }
-    const float sum = SumLanes(acc) + wide_sum;
-    out[r] = tile.accumulate ? out[r] + sum : sum + (tile.bias ? tile.bias[tile.row_begin + r] : 0.0f);
+    out[r] = value;
   }
 }
 
@@ -496,6 +503,7 @@ template <int kShift>
 HWY_INLINE VecI ShiftLeftI(VecI a) { return GR_VEC(slli_epi32)(a, kShift); }
 HWY_INLINE VecF ToF(VecI a) { return GR_VEC(cvtepi32_ps)(a); }
 HWY_INLINE VecF MulF(VecF a, VecF b) { return GR_VEC(mul_ps)(a, b); }
+HWY_INLINE VecF AddF(VecF a, VecF b) { return GR_VEC(add_ps)(a, b); }
 HWY_INLINE VecF MulAddF(VecF a, VecF b, VecF c) { return GR_VEC(fmadd_ps)(a, b, c); }
 HWY_INLINE VecF NegMulAddF(VecF a, VecF b, VecF c) { return GR_VEC(fnmadd_ps)(a, b, c); }
 #undef GR_VEC
@@ -584,12 +592,15 @@ void Pack(const uint8_t* const* rows, size_t g, size_t nb, Packed& p) {
   }
 }
 
-// acc[c] (the tile's rows for token t0 + c) += blocks [0, nb) of `p` times the
-// tokens' blocks starting at `block0`.
-template <class Format, size_t C>
-HWY_INLINE void Compute(const Packed& p, size_t nb, const QuantizedActivations& acts, size_t t0, size_t block0,
-                        VecF* acc) {
-  for (size_t j = 0; j < nb; ++j) {
+// sums[(c * kGroup + j) * kRows + r] (row r of the tile, token t0 + c, block
+// position j of every group) += blocks [0, kBlocks) of `p` times the tokens'
+// blocks starting at `block0`. One partial sum per block position, as
+// DecodeTile's lanes, so that a row's sum comes out in DecodeTile's order (see
+// TileImpl); each is loaded and stored around its one update per group (an L1
+// hit), which leaves the registers to the products.
+template <class Format, size_t C, size_t kBlocks>
+HWY_INLINE void Compute(const Packed& p, const QuantizedActivations& acts, size_t t0, size_t block0, float* sums) {
+  for (size_t j = 0; j < kBlocks; ++j) {
     VecI w[8];
     for (size_t k = 0; k < 8; ++k) w[k] = LoadI(p.q[j][k]);
     const VecF ws = Format::kHalfScales ? HalvesToF(p.ws16[j]) : LoadF(p.ws[j]);
@@ -617,30 +628,47 @@ HWY_INLINE void Compute(const Packed& p, size_t nb, const QuantizedActivations& 
       } else {
         sum = AddI(lo, hi);
       }
-      acc[c] = MulAddF(MulF(ToF(sum), SetF(acts.scales(t)[b])), ws, acc[c]);
-      if constexpr (Format::kMin) acc[c] = NegMulAddF(LoadF(p.wm[j]), SetF(acts.scaled_sums(t)[b]), acc[c]);
+      float* partial = sums + (c * kGroup + j) * kRows;
+      VecF a = MulAddF(MulF(ToF(sum), SetF(acts.scales(t)[b])), ws, LoadUF(partial));
+      if constexpr (Format::kMin) a = NegMulAddF(LoadF(p.wm[j]), SetF(acts.scaled_sums(t)[b]), a);
+      StoreUF(partial, a);
     }
   }
 }
 
 template <class Format, size_t C>
 void ComputeTokens(const Packed& p, size_t nb, const QuantizedActivations& acts, size_t t0, size_t block0,
-                   float* scratch) {
-  VecF acc[C];
-  for (size_t c = 0; c < C; ++c) acc[c] = LoadUF(scratch + c * kRows);
-  Compute<Format, C>(p, nb, acts, t0, block0, acc);
-  for (size_t c = 0; c < C; ++c) StoreUF(scratch + c * kRows, acc[c]);
+                   float* sums) {
+  switch (nb) {  // a constant count, so that the block loop unrolls
+    case 1: return Compute<Format, C, 1>(p, acts, t0, block0, sums);
+    case 2: return Compute<Format, C, 2>(p, acts, t0, block0, sums);
+    case 3: return Compute<Format, C, 3>(p, acts, t0, block0, sums);
+    case 4: return Compute<Format, C, 4>(p, acts, t0, block0, sums);
+    case 5: return Compute<Format, C, 5>(p, acts, t0, block0, sums);
+    case 6: return Compute<Format, C, 6>(p, acts, t0, block0, sums);
+    case 7: return Compute<Format, C, 7>(p, acts, t0, block0, sums);
+    default: return Compute<Format, C, kGroup>(p, acts, t0, block0, sums);
+  }
 }
 
+// Several tokens against a tile of kRows rows, over at most one K piece. A
+// group is unpacked once for the tile (Pack) and every token runs over it. A
+// token's sums come out bit for bit as DecodeTile's (the same integer block
+// sums, the same float operations per block position, the same final
+// reduction), so a sequence's logits do not depend on the batch it runs in.
 template <class Format>
 void TileImpl(const QuantTile& tile, float* scratch) {
   if (tile.num_tokens == 1) return DecodeTile<Format>(tile);
+  if (tile.k_end - tile.k_begin > kQuantKChunk) {
+    return ForEachKChunk(tile, [&](const QuantTile& piece) { TileImpl<Format>(piece, scratch); });
+  }
   const uint8_t* rows[kRows];
   for (size_t r = 0; r < kRows; ++r) {
     // Missing rows of a partial tile repeat the last one; their lanes are dropped.
     rows[r] = tile.w + (tile.row_begin + std::min(r, tile.rows - 1)) * tile.w_row_bytes;
   }
-  for (size_t t = 0; t < tile.num_tokens; ++t) StoreUF(scratch + t * kRows, ZeroF());
+  constexpr size_t kTokenFloats = kGroup * kRows;  // a token's partial sums
+  std::memset(scratch, 0, tile.num_tokens * kTokenFloats * sizeof(float));
   // Two buffers: group g + 1 is unpacked before group g is used, so the scalar
   // stores of its scales have long left the store queue when vector loads read
   // them (a load that spans several pending stores cannot be forwarded and waits).
@@ -654,24 +682,25 @@ void TileImpl(const QuantTile& tile, float* scratch) {
     const size_t nb = std::min(kGroup, end_block - block);
     size_t t = 0;
     for (; t + kTileTokens <= tile.num_tokens; t += kTileTokens) {
-      ComputeTokens<Format, kTileTokens>(p, nb, *tile.acts, tile.token_begin + t, block, scratch + t * kRows);
+      ComputeTokens<Format, kTileTokens>(p, nb, *tile.acts, tile.token_begin + t, block, scratch + t * kTokenFloats);
     }
-    const size_t rest = tile.num_tokens - t;
-    float* rest_scratch = scratch + t * kRows;
-    if (rest == 1) ComputeTokens<Format, 1>(p, nb, *tile.acts, tile.token_begin + t, block, rest_scratch);
-    if (rest == 2) ComputeTokens<Format, 2>(p, nb, *tile.acts, tile.token_begin + t, block, rest_scratch);
-    if (rest == 3) ComputeTokens<Format, 3>(p, nb, *tile.acts, tile.token_begin + t, block, rest_scratch);
+    for (; t < tile.num_tokens; ++t) {
+      ComputeTokens<Format, 1>(p, nb, *tile.acts, tile.token_begin + t, block, scratch + t * kTokenFloats);
+    }
   }
-  if (tile.rows < kRows) return StoreTile(tile, scratch, kRows);
+  // Each token's 8 partial sums, reduced in SumLanes' order:
+  // ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)); into the token's first kRows floats.
+  for (size_t t = 0; t < tile.num_tokens; ++t) {
+    float* v = scratch + t * kTokenFloats;
+    const auto at = [&](size_t j) { return LoadUF(v + j * kRows); };
+    StoreUF(v, AddF(AddF(AddF(at(0), at(4)), AddF(at(2), at(6))), AddF(AddF(at(1), at(5)), AddF(at(3), at(7)))));
+  }
+  if (tile.rows < kRows) return StoreTile(tile, scratch, kTokenFloats);
   const VecF bias = tile.bias && !tile.accumulate ? LoadUF(tile.bias + tile.row_begin) : ZeroF();
   for (size_t t = 0; t < tile.num_tokens; ++t) {
     float* out = tile.out + (tile.token_begin + t) * tile.out_stride + tile.row_begin;
-    const VecF sum = LoadUF(scratch + t * kRows);
-#if GR_QUANT_VNNI
-    StoreUF(out, tile.accumulate ? _mm512_add_ps(LoadUF(out), sum) : _mm512_add_ps(sum, bias));
-#else
-    StoreUF(out, tile.accumulate ? _mm256_add_ps(LoadUF(out), sum) : _mm256_add_ps(sum, bias));
-#endif
+    const VecF sum = LoadUF(scratch + t * kTokenFloats);
+    StoreUF(out, tile.accumulate ? AddF(LoadUF(out), sum) : AddF(sum, bias));
   }
 }
 
