@@ -8,7 +8,8 @@
 // one group of 256 weights (8 blocks of 32) at a time, so that a vector holds
 // the scales of 8 blocks (decode) or of the tile's rows (prefill). Decode (one
 // token) sweeps each row alone; prefill unpacks a group for the tile's rows
-// once and runs every token over it (see the two parts below).
+// once and runs every token over it (see the two parts below). Both give a
+// token's row sums bit for bit alike (batch invariance, see QuantTile).
 //
 // Byte products: vpdpbusd (unsigned x signed, 4 products into an int32 lane,
 // exact) on VNNI; maddubs (pairs into int16, saturating) + madd on AVX2. Weights
