@@ -43,6 +43,7 @@ def stream_one(url, prompt, max_tokens, results, index, start_barrier):
     first = None
     chunks = 0
     usage_tokens = None
+    prompt_tokens = None
     conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
     response = conn.getresponse()
     if response.status != 200:
@@ -66,6 +67,7 @@ def stream_one(url, prompt, max_tokens, results, index, start_barrier):
             chunk = json.loads(payload)
             if chunk.get("usage"):
                 usage_tokens = chunk["usage"].get("completion_tokens")
+                prompt_tokens = chunk["usage"].get("prompt_tokens")
             for choice in chunk.get("choices") or []:
                 if choice.get("text"):
                     chunks += 1
@@ -74,7 +76,8 @@ def stream_one(url, prompt, max_tokens, results, index, start_barrier):
     end = time.perf_counter()
     conn.close()
     results[index] = {"ttft": (first or end) - start, "seconds": end - start,
-                      "tokens": usage_tokens if usage_tokens is not None else chunks, "start": start, "end": end}
+                      "tokens": usage_tokens if usage_tokens is not None else chunks, "start": start, "end": end,
+                      "prompt_tokens": prompt_tokens}
 
 
 def run_clients(url, clients, max_tokens, prompt):
@@ -95,12 +98,34 @@ def run_clients(url, clients, max_tokens, prompt):
             "ttft_p50": statistics.median(ttfts), "ttft_p90": ttfts[min(len(ttfts) - 1, int(0.9 * len(ttfts)))]}
 
 
+def shared_prefix_text(items):
+    """A long, varied text (about 5 tokens per item) that no earlier request has started with."""
+    colours = ["red", "green", "blue", "amber", "violet", "grey", "ochre", "teal"]
+    return "Inventory: " + "; ".join("crate %d holds %s lamps" % (i, colours[i % 8]) for i in range(items)) + "."
+
+
+def measure_shared_prefix(url, items):
+    """Time to first token of two requests that share a long prefix, one after the other: the
+    second can reuse the first's cached prefix and prefill only its own few tokens."""
+    prefix = shared_prefix_text(items)
+    out = {}
+    for name, question in (("first", " Which crate holds the most lamps?"), ("second", " Which crates are blue?")):
+        result = [None]
+        stream_one(url, prefix + question, 1, result, 0, None)
+        out[name] = result[0]
+    return {"prompt_tokens": out["first"]["prompt_tokens"], "ttft_first": out["first"]["ttft"],
+            "ttft_second": out["second"]["ttft"], "ratio": out["first"]["ttft"] / out["second"]["ttft"]}
+
+
 def measure(url, args):
     run_clients(url, 1, 8, args.prompt)  # warm-up
     single = run_clients(url, 1, args.max_tokens, args.prompt)
     many = run_clients(url, args.clients, args.max_tokens, args.prompt)
-    return {"url": url, "single": single, "concurrent": many,
-            "speedup": many["tokens_per_second"] / single["tokens_per_second"]}
+    result = {"url": url, "single": single, "concurrent": many,
+              "speedup": many["tokens_per_second"] / single["tokens_per_second"]}
+    if args.shared_prefix_items > 0:
+        result["shared_prefix"] = measure_shared_prefix(url, args.shared_prefix_items)
+    return result
 
 
 def wait_ready(url, process, timeout=600):
@@ -140,8 +165,11 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--context", type=int, default=1024, help="context per sequence when starting servers")
+    parser.add_argument("--context", type=int, default=2048, help="context per sequence when starting servers")
     parser.add_argument("--prompt", default=PROMPT)
+    parser.add_argument("--shared-prefix-items", type=int, default=120,
+                        help="then two requests sharing a prefix of this many items (~5 tokens each): TTFT of "
+                             "the second against the first (0: skip)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -178,6 +206,14 @@ def main():
             r["name"] if r["name"] != "server" else r["url"], r["single"]["tokens_per_second"],
             r["concurrent"]["tokens_per_second"], r["speedup"], r["concurrent"]["ttft_p50"],
             r["concurrent"]["ttft_p90"]))
+    if any("shared_prefix" in r for r in rows):
+        print("\n| server | shared prefix (prompt tokens) | TTFT first (s) | TTFT second (s) | first / second |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in rows:
+            p = r.get("shared_prefix")
+            if p:
+                print("| %s | %s | %.3f | %.3f | %.1fx |" % (r["name"] if r["name"] != "server" else r["url"],
+                      p["prompt_tokens"], p["ttft_first"], p["ttft_second"], p["ratio"]))
     if len(rows) == 2:
         print("\n%s / %s aggregate tokens/s: %.2f" % (rows[0]["name"], rows[1]["name"],
               rows[0]["concurrent"]["tokens_per_second"] / rows[1]["concurrent"]["tokens_per_second"]))

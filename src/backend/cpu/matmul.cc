@@ -159,6 +159,7 @@ void MatMul(ThreadPool& pool, MatMulWorkspace& workspace, const TensorView& x, c
           for (size_t rt = tile_begin; rt < tile_end; ++rt) {
             tile.row_begin = rt * tile_rows;
             tile.rows = std::min(tile_rows, n - tile.row_begin);
+            tile.next_rows = std::min(tile_rows, n - tile.row_begin - tile.rows);
             tile_fn(tile, scratch.data());
           }
         }

@@ -104,6 +104,9 @@ struct QuantTile {
   size_t out_stride;
   const float* bias;     // [N] or null
   bool accumulate;
+  // Rows of W right after this tile that the same thread is likely to take next
+  // (kernels may prefetch their weights); 0 when there are none.
+  size_t next_rows = 0;
 };
 // Rows per tile: 16 on AVX-512 VNNI (a 512-bit vector of int32), else 8.
 size_t QuantTileRows(QuantPath path);
