@@ -92,6 +92,38 @@ CudaBackend::~CudaBackend() {
   if (state_ && state_->stream) cudaStreamSynchronize(state_->stream);
 }
 
+Device CudaBackend::device() const { return Device{Device::Kind::kCuda, state_->device}; }
+
+std::string CudaBackend::device_name() const {
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, state_->device) != cudaSuccess) {
+    cudaGetLastError();
+    return "unknown GPU";
+  }
+  return properties.name;
+}
+
+Status CudaBackend::CheckKvCache(DType dtype, int64_t head_dim) const {
+  if (cuda::AttentionSupports(dtype, head_dim)) return Status::Ok();
+  return Unsupported(std::string("the cuda backend has no ") + Name(dtype) + " KV cache for head_dim " +
+                     std::to_string(head_dim) + " (it takes f32, f16 or bf16, head_dim up to 256)");
+}
+
+void CudaBackend::Copy(void* device_dst, const void* device_src, size_t bytes) {
+  if (bytes == 0) return;
+  if (cudaError_t e = cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, state_->stream);
+      e != cudaSuccess && state_->error.ok()) {
+    state_->error = CudaError("copy", e);
+  }
+}
+
+void CudaBackend::Zero(void* device_dst, size_t bytes) {
+  if (bytes == 0) return;
+  if (cudaError_t e = cudaMemsetAsync(device_dst, 0, bytes, state_->stream); e != cudaSuccess && state_->error.ok()) {
+    state_->error = CudaError("zero fill", e);
+  }
+}
+
 Result<void*> CudaBackend::Allocate(size_t bytes) {
   void* ptr = nullptr;
   if (cudaError_t e = cudaMalloc(&ptr, std::max<size_t>(bytes, 1)); e != cudaSuccess) {
