@@ -23,7 +23,11 @@
 namespace gemmarun {
 
 struct EngineOptions {
-  int num_threads = 0;          // 0: one per physical core
+  // Where the model computes: "cpu" (or empty), "cuda" (GPU 0) or "cuda:N". A
+  // GPU holds the weights, KV cache and activations; the host reads back only
+  // the logits it samples from.
+  std::string device;
+  int num_threads = 0;          // 0: one per physical core (CPU)
   int64_t context_length = 0;   // default context of new sessions; 0: min(model maximum, 8192)
   // Convert matrix weights at load: "bf16", "f16", "q8_0", "q4_0"; empty keeps the stored type.
   std::string weight_dtype;
