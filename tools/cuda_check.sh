@@ -4,7 +4,7 @@
 # through VerifyFixture on cuda), `gemmarun verify --device cuda` on each
 # fixture, a random-weight Gemma 3 270M (real shapes, tools/make_random_model.py)
 # decoded greedily on the CPU and on the GPU (the ids must agree), and bench on
-# it (and on a random Gemma 2 2B with --big). Writes cuda_check.log and JSON
+# it, one sequence and batched (and a random Gemma 2 2B with --big). Writes cuda_check.log and JSON
 # files to OUT_DIR.
 #
 #   tools/cuda_check.sh BIN_DIR DATA_DIR OUT_DIR [--big]
@@ -57,6 +57,7 @@ PY
 tail -1 "$log"
 run "$BIN/gemmarun" bench -m "$model" --device cuda -p 512 -n 128 -r 3 --bandwidth-mib 0 --json
 "$BIN/gemmarun" bench -m "$model" --device cuda -p 512 -n 128 -r 3 --bandwidth-mib 0 --json >"$OUT/bench_270m_cuda.json" 2>>"$log"
+run "$BIN/gemmarun" bench -m "$model" --device cuda -p 128 -n 32 -r 1 --batch 1,4,16 --json
 if [ "$BIG" = "--big" ]; then
   step "random-weight gemma-2-2b bench on cuda (bf16 weights)"
   big=/tmp/gemma2-2b-random

@@ -23,6 +23,8 @@ struct VerifyFlags {
 };
 
 int Run(const VerifyFlags& flags) {
+  // A device this machine lacks is a bad flag (exit 1), not a fixture that could not be checked (2).
+  if (Status device = CheckDevice(flags.device); !device.ok()) return Fail(device);
   VerifyOptions options;
   options.tolerance = flags.tolerance;
   options.num_threads = CapThreads(flags.threads);

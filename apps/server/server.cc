@@ -650,6 +650,10 @@ void Server::Routes() {
 }
 
 int Server::Run() {
+  if (Status device = CheckDevice(options_.device); !device.ok()) {
+    std::fprintf(stderr, "error: %s\n", device.message().c_str());
+    return 1;
+  }
   if (options_.parallel < 1 || options_.max_queue < 0 || options_.timeout_seconds < 1 || options_.port < 0 ||
       options_.port > 65535) {
     std::fprintf(stderr, "error: --parallel and --timeout must be >= 1, --max-queue >= 0, --port in [0, 65535]\n");

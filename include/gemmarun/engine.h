@@ -46,6 +46,11 @@ struct EngineOptions {
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };
 
+// Whether EngineOptions::device names a device this build and machine can run
+// ("cpu", or "cuda"/"cuda:N" with CUDA compiled in and that GPU present), so a
+// command can refuse a bad --device before loading anything.
+Status CheckDevice(std::string_view device);
+
 struct ModelInfo {
   std::string family;      // gemma, gemma2, gemma3, recurrent_gemma, paligemma
   std::string model_type;  // as the checkpoint names it

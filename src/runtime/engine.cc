@@ -404,6 +404,8 @@ const char* StopReasonName(StopReason reason) {
   return "unknown";
 }
 
+Status CheckDevice(std::string_view device) { return CheckBackendName(device); }
+
 Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, const EngineOptions& options) {
   auto engine = std::make_unique<EngineImpl>();
   GR_RETURN_IF_ERROR(engine->Init(model_path, options));

@@ -17,8 +17,10 @@ bool HasCudaBackend() {
 #endif
 }
 
-Result<std::unique_ptr<Backend>> CreateBackend(std::string_view device, const BackendOptions& options) {
-  if (device.empty() || device == "cpu") return CreateCpuBackend(options.num_threads, options.precision);
+namespace {
+
+// The GPU number of a "cuda" or "cuda:N" name, checked against this build and machine.
+Result<int> CudaIndex(std::string_view device) {
   if (device != "cuda" && !device.starts_with("cuda:")) {
     return InvalidArgument("device '" + std::string(device) + "' is not one of cpu, cuda, cuda:N");
   }
@@ -37,11 +39,29 @@ Result<std::unique_ptr<Backend>> CreateBackend(std::string_view device, const Ba
     return Unsupported("device " + std::string(device) + ": there are only " + std::to_string(count) +
                        " CUDA GPUs (cuda:0..cuda:" + std::to_string(count - 1) + ")");
   }
-  GR_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend, CudaBackend::Create(index, options.precision));
-  return std::unique_ptr<Backend>(std::move(backend));
+  return index;
 #else
   return Unsupported("device " + std::string(device) +
                      ": this build has no CUDA backend (rebuild with the CUDA toolkit's nvcc on the PATH)");
+#endif
+}
+
+}  // namespace
+
+Status CheckBackendName(std::string_view device) {
+  if (device.empty() || device == "cpu") return Status::Ok();
+  return CudaIndex(device).status();
+}
+
+Result<std::unique_ptr<Backend>> CreateBackend(std::string_view device, const BackendOptions& options) {
+  if (device.empty() || device == "cpu") return CreateCpuBackend(options.num_threads, options.precision);
+  GR_ASSIGN_OR_RETURN(const int index, CudaIndex(device));
+#ifdef GEMMARUN_HAS_CUDA
+  GR_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend, CudaBackend::Create(index, options.precision));
+  return std::unique_ptr<Backend>(std::move(backend));
+#else
+  (void)index;
+  return Internal("unreachable: CudaIndex fails without CUDA");
 #endif
 }
 

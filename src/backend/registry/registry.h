@@ -20,6 +20,8 @@ struct BackendOptions {
 // "cpu", "cuda" (device 0) or "cuda:N". InvalidArgument for any other name;
 // Unsupported when CUDA was not compiled in or the device does not exist.
 Result<std::unique_ptr<Backend>> CreateBackend(std::string_view device, const BackendOptions& options);
+// The same checks without creating the backend (no GPU context is made).
+Status CheckBackendName(std::string_view device);
 
 // What the backend runs on, for the model info line: "NVIDIA H200" for a GPU,
 // empty for the CPU (whose line the runtime writes from the SIMD target).
