@@ -154,6 +154,8 @@ void AddPerplexityCommand(CLI::App& root, int* exit_code) {
   AddMatMulPrecisionFlag(app, &flags->model.matmul_precision);
   AddGpuLayersFlag(app, &flags->model.gpu_layers);
   AddDeviceFlag(app, &flags->model.device);
+  app->add_option("--cache-type", flags->model.cache_type, "KV cache entries: f16 (default), f32, bf16, q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   app->add_option("-f,--file", flags->file, "text file");
   app->add_option("--ids", flags->ids_file,
                   "file of the text's token ids (whitespace or comma separated, no BOS) to use instead of -f");
