@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -26,6 +27,9 @@ class FakeDeviceMemory final : public DeviceMemory {
  public:
   Device device() const override { return kFakeDevice; }
   Result<void*> Allocate(size_t bytes) override {
+    if (capacity_bytes > 0 && allocated_bytes + bytes > capacity_bytes) {
+      return ResourceExhausted("fake device full");
+    }
     ++allocations;
     allocated_bytes += bytes;
     return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -51,8 +55,10 @@ class FakeDeviceMemory final : public DeviceMemory {
   }
   Status Synchronize() override {
     ++synchronizes;
-    return Status::Ok();
+    return std::exchange(pending_error, Status::Ok());
   }
+  Status pending_error;       // what the next Synchronize reports (an asynchronous kernel failure)
+  size_t capacity_bytes = 0;  // 0: unlimited
   int allocations = 0, frees = 0, uploads = 0, downloads = 0, zero_fills = 0, synchronizes = 0;
   size_t allocated_bytes = 0;
 };
@@ -203,6 +209,50 @@ TEST(DeviceBackendTest, PaliGemmaImageFeaturesCrossToTheDevice) {
   const int uploads_before = memory->uploads;
   EXPECT_EQ(run(*on_device->model, *memory, *device_features), expected);
   EXPECT_EQ(memory->uploads, uploads_before + config.num_image_tokens);  // one per image row
+}
+
+// A device reports kernel failures asynchronously: the pass that ran them
+// returns the error as a Status instead of logits.
+TEST(DeviceBackendTest, AnAsynchronousDeviceErrorFailsTheForwardPass) {
+  auto memory = std::make_shared<FakeDeviceMemory>();
+  FakeDeviceBackend device(memory);
+  auto loaded = LoadModel(FixtureDir("gemma2"), &device, nullptr);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  const Model& model = *loaded->model;
+  auto pool = KvPool::Create(model.config(), testing::BatchRunner::ShapeFor(model.config(), 1, 32, DType::kF32, 32),
+                             *memory);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  auto workspace = model.NewWorkspace(32, 32);
+  ASSERT_TRUE(workspace.ok()) << workspace.status().message();
+  const std::vector<int32_t> tokens = {2, 369, 137};
+  const std::vector<int32_t> table = {0, 1};
+  SequenceChunk chunk;
+  chunk.tokens = tokens;
+  chunk.block_tables.assign(KvGroups(model.config()).size(), std::span<const int32_t>(table));
+  chunk.logits = SequenceChunk::Logits::kLast;
+  ASSERT_TRUE(model.Forward(std::span<const SequenceChunk>(&chunk, 1), *pool, **workspace).ok());
+  memory->pending_error = Internal("cuda: stream: an illegal memory access was encountered");
+  auto failed = model.Forward(std::span<const SequenceChunk>(&chunk, 1), *pool, **workspace);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("illegal memory access"), std::string::npos) << failed.status().message();
+}
+
+// A device too small for the KV pool or the activations is a Status naming it.
+TEST(DeviceBackendTest, AFullDeviceIsResourceExhausted) {
+  auto memory = std::make_shared<FakeDeviceMemory>();
+  FakeDeviceBackend device(memory);
+  auto loaded = LoadModel(FixtureDir("gemma2"), &device, nullptr);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  const Model& model = *loaded->model;
+  memory->capacity_bytes = memory->allocated_bytes + 4096;
+  auto pool = KvPool::Create(model.config(), testing::BatchRunner::ShapeFor(model.config(), 4, 256, DType::kF32, 64),
+                             *memory);
+  ASSERT_FALSE(pool.ok());
+  EXPECT_EQ(pool.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(pool.status().message().find("cuda:7"), std::string::npos) << pool.status().message();
+  auto workspace = model.NewWorkspace(512, 512);
+  ASSERT_FALSE(workspace.ok());
+  EXPECT_NE(workspace.status().message().find("cuda:7"), std::string::npos) << workspace.status().message();
 }
 
 }  // namespace
