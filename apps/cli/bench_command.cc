@@ -46,6 +46,9 @@ struct BenchFlags {
   std::vector<int> batches;  // --batch: aggregate speed of B sequences decoding together
   std::vector<int> depths;   // -d: measure after this many tokens are in the cache
   std::string cpu_target;  // pins the kernel target, as GEMMARUN_CPU_TARGET
+  // --temp > 0: every decode run is repeated with these settings, in alternating
+  // order, so sampling's cost shows as a ratio to greedy decode of the same moment.
+  SamplingOptions sampling;
 };
 
 struct Stats {
@@ -476,6 +479,9 @@ int Run(const BenchFlags& flags) {
   if (!flags.cpu_target.empty()) setenv("GEMMARUN_CPU_TARGET", flags.cpu_target.c_str(), 1);
   if (const std::string error = CheckBandwidthBuffer(flags.bandwidth_mib); !error.empty()) return Fail(error);
   if (!flags.depths.empty() && !flags.batches.empty()) return Fail("-d and --batch measure different things: pick one");
+  if (flags.sampling.temperature > 0.0f && (!flags.depths.empty() || !flags.batches.empty())) {
+    return Fail("--temp (sampled decode next to greedy) works without -d and --batch");
+  }
   if (!flags.depths.empty()) return RunDepths(flags);
   const auto load_start = Clock::now();
   auto loaded = flags.model.Load();
@@ -523,9 +529,10 @@ int Run(const BenchFlags& flags) {
   };
   // n forward passes: Generate samples its first token from the prompt's logits,
   // then feeds each sampled token, so n + 1 tokens cost n passes.
-  auto decode = [&](int n) -> Result<double> {
+  auto decode = [&](int n, bool sampled) -> Result<double> {
     s.Reset();
     GenerateOptions options;
+    if (sampled) options.sampling = flags.sampling;
     options.max_new_tokens = n + 1;
     options.stop_at_eos = false;  // greedy on random weights may well pick EOS
     auto result = s.Generate(std::span<const int32_t>(&first_token, 1), options);
@@ -538,7 +545,8 @@ int Run(const BenchFlags& flags) {
   };
 
   const bool do_prefill = flags.prompt_tokens > 0, do_decode = flags.gen_tokens > 0;
-  const size_t total_steps = 1 + flags.reps * (do_prefill + do_decode);
+  const bool do_sampled = do_decode && flags.sampling.temperature > 0.0f;
+  const size_t total_steps = 1 + flags.reps * (do_prefill + do_decode + do_sampled);
   size_t step = 0;
   ProgressBar bar("bench");
   // Warm-up: the whole prompt and a few decode steps (page faults, caches, thread start).
@@ -546,7 +554,7 @@ int Run(const BenchFlags& flags) {
     if (auto warm = prefill(); !warm.ok()) return Fail(warm.status());
   }
   if (do_decode) {
-    if (auto warm = decode(std::min(flags.gen_tokens, 4)); !warm.ok()) return Fail(warm.status());
+    if (auto warm = decode(std::min(flags.gen_tokens, 4), do_sampled); !warm.ok()) return Fail(warm.status());
   }
   bar.Update(++step, total_steps);
   // Memory now is what running the model holds; the bandwidth buffers below
@@ -562,8 +570,19 @@ int Run(const BenchFlags& flags) {
   // backend decode GB/s is reported alone (against the GPU's ~4.3 TB/s copy rate).
   const bool host_backend = info.backend.rfind("cpu", 0) == 0;
   const size_t bandwidth_bytes = host_backend ? size_t(flags.bandwidth_mib) << 20 : 0;
-  Stats prefill_tps, decode_tps, decode_gbps, bandwidth, bandwidth_after, ratio;
+  Stats prefill_tps, decode_tps, decode_gbps, bandwidth, bandwidth_after, ratio, sampled_tps;
   for (int rep = 0; rep < flags.reps; ++rep) {
+    // Sampled runs go before the greedy one on even reps and after it on odd ones.
+    const auto sampled_run = [&]() -> Status {
+      auto tps = decode(flags.gen_tokens, true);
+      if (!tps.ok()) return tps.status();
+      sampled_tps.values.push_back(*tps);
+      bar.Update(++step, total_steps);
+      return Status::Ok();
+    };
+    if (do_sampled && rep % 2 == 0) {
+      if (Status status = sampled_run(); !status.ok()) return Fail(status);
+    }
     if (do_prefill) {
       auto tps = prefill();
       if (!tps.ok()) return Fail(tps.status());
@@ -572,7 +591,7 @@ int Run(const BenchFlags& flags) {
     }
     if (do_decode) {
       const double gbps = bandwidth_bytes > 0 ? MeasureReadBandwidth(bandwidth_bytes, threads, 3) : 0.0;
-      auto tps = decode(flags.gen_tokens);
+      auto tps = decode(flags.gen_tokens, false);
       if (!tps.ok()) return Fail(tps.status());
       const double gbps_after = bandwidth_bytes > 0 ? MeasureReadBandwidth(bandwidth_bytes, threads, 3) : 0.0;
       decode_tps.values.push_back(*tps);
@@ -583,6 +602,9 @@ int Run(const BenchFlags& flags) {
         ratio.values.push_back(decode_gbps.values.back() / (0.5 * (gbps + gbps_after)));
       }
       bar.Update(++step, total_steps);
+    }
+    if (do_sampled && rep % 2 == 1) {
+      if (Status status = sampled_run(); !status.ok()) return Fail(status);
     }
   }
   bar.Finish();
@@ -608,6 +630,12 @@ int Run(const BenchFlags& flags) {
     out["prefill_tokens_per_second"] = do_prefill ? prefill_tps.Json() : nlohmann::json();
     out["decode_tokens_per_second"] = do_decode ? decode_tps.Json() : nlohmann::json();
     out["decode_gb_per_second"] = do_decode ? decode_gbps.Json() : nlohmann::json();
+    if (do_sampled) {
+      out["sampling"] = {{"temperature", flags.sampling.temperature}, {"top_k", flags.sampling.top_k},
+                         {"top_p", flags.sampling.top_p}, {"min_p", flags.sampling.min_p}};
+      out["sampled_decode_tokens_per_second"] = sampled_tps.Json();
+      out["sampled_over_greedy"] = sampled_tps.mean() / decode_tps.mean();
+    }
     out["peak_rss_bytes"] = peak_rss;
     out["rss_bytes"] = rss;
     // Means as plain numbers; the per-run figures next to them.
@@ -629,6 +657,10 @@ int Run(const BenchFlags& flags) {
   if (do_decode) {
     std::printf("| tg%-4d | %s | %s |\n", flags.gen_tokens, Format(decode_tps, 2, 20).c_str(),
                 Format(decode_gbps, 1, 12).c_str());
+  }
+  if (do_sampled) {
+    std::printf("| tg%-4d sampled | %s | %.3f x greedy |\n", flags.gen_tokens, Format(sampled_tps, 2, 20).c_str(),
+                sampled_tps.mean() / decode_tps.mean());
   }
   std::printf("\nRSS %.2f GiB while running, peak %.2f GiB\n", rss / 1073741824.0, peak_rss / 1073741824.0);
   if (!bandwidth.values.empty()) {
@@ -680,11 +712,14 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
                   "then B tokens per decode pass)")
       ->delimiter(',')
       ->check(IntIn(1, 1024));
+  AddSamplingFlags(app, &flags->sampling);
   app->add_option("--cpu-target", flags->cpu_target,
                   "run the kernels an older CPU would: a Highway target (avx3_dl, avx3, avx2, sse4, neon, ...; "
                   "as GEMMARUN_CPU_TARGET)");
   app->footer(
       "Prompts are random token ids (no tokenizer needed); decoding is greedy and never stops early.\n"
+      "With --temp > 0 every decode run is repeated with those sampling settings (alternating which\n"
+      "goes first) and reported next to greedy, as a ratio.\n"
       "Decode GB/s = weight bytes x tokens/s: every weight is read once per token. The bandwidth\n"
       "test streams over a buffer with the same thread count; the ratio says how close decode gets.\n"
       "Examples:\n"
@@ -694,6 +729,7 @@ void AddBenchCommand(CLI::App& root, int* exit_code) {
       "  gemmarun bench -m model.gguf --batch 1,2,4,8,16 -p 128 -n 64   (like llama-batched-bench)\n"
       "  gemmarun bench -m model.gguf -d 0,4096,16384 -p 512 -n 128 --json   (speed at depth)\n"
       "  gemmarun bench -m model.gguf --cpu-target avx2   (what an AVX2-only CPU gets)\n"
+      "  gemmarun bench -m model.gguf -p 0 --temp 0.8 --top-p 0.95   (sampling's cost against greedy)\n"
       "  gemmarun bench --bandwidth-only -t 2 --reps 3 --json");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }

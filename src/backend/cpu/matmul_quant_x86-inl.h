@@ -8,7 +8,8 @@
 // one group of 256 weights (8 blocks of 32) at a time, so that a vector holds
 // the scales of 8 blocks (decode) or of the tile's rows (prefill). Decode (one
 // token) sweeps each row alone; prefill unpacks a group for the tile's rows
-// once and runs every token over it (see the two parts below).
+// once and runs every token over it (see the two parts below). Both give a
+// token's row sums bit for bit alike (batch invariance, see QuantTile).
 //
 // Byte products: vpdpbusd (unsigned x signed, 4 products into an int32 lane,
 // exact) on VNNI; maddubs (pairs into int16, saturating) + madd on AVX2. Weights
@@ -599,19 +600,32 @@ void Pack(const uint8_t* const* rows, size_t g, size_t nb, Packed& p) {
 // TileImpl); each is loaded and stored around its one update per group (an L1
 // hit), which leaves the registers to the products.
 template <class Format, size_t C, size_t kBlocks>
-HWY_INLINE void Compute(const Packed& p, const QuantizedActivations& acts, size_t t0, size_t block0, float* sums) {
+HWY_INLINE void Compute(const Packed& p, const QuantizedActivations& acts, size_t t0, size_t block0,
+                        float* __restrict sums) {
+  // The tokens' activation pointers, read once: the stores to `sums` would
+  // otherwise make the compiler reload them from `acts` for every block.
+  const int8_t* qs[C];
+  const float *scales[C], *scaled_sums[C];
+  const int16_t* sums16[C];
+  const int32_t* neg_sums[C];
+  for (size_t c = 0; c < C; ++c) {
+    qs[c] = acts.qs(t0 + c) + 32 * block0;
+    scales[c] = acts.scales(t0 + c) + block0;
+    scaled_sums[c] = acts.scaled_sums(t0 + c) + block0;
+    sums16[c] = acts.sums16(t0 + c) + 2 * block0;
+    neg_sums[c] = acts.neg_sums(t0 + c) + block0;
+  }
   for (size_t j = 0; j < kBlocks; ++j) {
     VecI w[8];
     for (size_t k = 0; k < 8; ++k) w[k] = LoadI(p.q[j][k]);
     const VecF ws = Format::kHalfScales ? HalvesToF(p.ws16[j]) : LoadF(p.ws[j]);
     for (size_t c = 0; c < C; ++c) {
-      const size_t t = t0 + c, b = block0 + j;
-      const int8_t* x = acts.qs(t) + 32 * b;
+      const int8_t* x = qs[c] + 32 * j;
       // Two chains (weights 0-15 and 16-31) halve the wait on vpdpbusd's latency.
       // An offset format starts from offset * (-sum x), exactly.
       VecI lo = ZeroI(), hi = ZeroI();
       if constexpr (!Format::kScale16 && Format::kOffset != 0) {
-        lo = ShiftLeftI<__builtin_ctz(Format::kOffset)>(SetI(acts.neg_sums(t)[b]));
+        lo = ShiftLeftI<__builtin_ctz(Format::kOffset)>(SetI(neg_sums[c][j]));
       }
       for (size_t k = 0; k < 4; ++k) {
         lo = Accumulate4<Format>(lo, w[k], x + 4 * k);
@@ -621,16 +635,15 @@ HWY_INLINE void Compute(const Packed& p, const QuantizedActivations& acts, size_
       if constexpr (Format::kScale16) {
         sum = AddI(MulI(lo, LoadI(p.sc[0][j])), MulI(hi, LoadI(p.sc[1][j])));
         // sum_i sc_i (q_i - 32) x_i = sum_i sc_i q_i x_i - 32 (sc_a S_a + sc_b S_b) per row.
-        const int16_t* s16 = acts.sums16(t) + 2 * b;
         int32_t pair;
-        std::memcpy(&pair, s16, sizeof(pair));
+        std::memcpy(&pair, sums16[c] + 2 * j, sizeof(pair));
         sum = SubI(sum, ShiftLeftI<5>(MaddI16(LoadI(p.sc_pair[j]), SetI(pair))));
       } else {
         sum = AddI(lo, hi);
       }
       float* partial = sums + (c * kGroup + j) * kRows;
-      VecF a = MulAddF(MulF(ToF(sum), SetF(acts.scales(t)[b])), ws, LoadUF(partial));
-      if constexpr (Format::kMin) a = NegMulAddF(LoadF(p.wm[j]), SetF(acts.scaled_sums(t)[b]), a);
+      VecF a = MulAddF(MulF(ToF(sum), SetF(scales[c][j])), ws, LoadUF(partial));
+      if constexpr (Format::kMin) a = NegMulAddF(LoadF(p.wm[j]), SetF(scaled_sums[c][j]), a);
       StoreUF(partial, a);
     }
   }
