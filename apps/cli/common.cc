@@ -138,8 +138,8 @@ int CapThreads(int requested) {
   return cpus;
 }
 
-Status CheckGpuLayers(int gpu_layers) {
-  if (gpu_layers == 0) return Status::Ok();
+Result<std::string> DeviceForGpuLayers(int gpu_layers, const std::string& device) {
+  if (gpu_layers == 0) return device;
   const BuildInfo build = GetBuildInfo();
   std::string backends;
   for (const std::string& b : build.backends) backends += (backends.empty() ? "" : ", ") + b;
@@ -148,9 +148,8 @@ Status CheckGpuLayers(int gpu_layers) {
     return InvalidArgument(flag + ": this gemmarun was built without a GPU backend (compiled backends: " + backends +
                            "), so every layer runs on the CPU; leave the flag out or give 0");
   }
-  // With CUDA compiled in, this is where -ngl > 0 will select the GPU device
-  // for every layer (EngineOptions has no device choice yet).
-  return Unsupported(flag + ": the CUDA backend is compiled in but cannot run a whole model yet; give 0");
+  // All or nothing: any N > 0 puts every layer on the GPU.
+  return device == "cpu" || device.empty() ? std::string("cuda") : device;
 }
 
 ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), active_(StderrIsTerminal()) {}
@@ -179,11 +178,12 @@ void ProgressBar::Finish() {
 
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
                                            const std::string& weight_dtype, const std::string& matmul_precision,
-                                           int gpu_layers, const std::string& cache_type) {
+                                           int gpu_layers, const std::string& cache_type,
+                                           const std::string& device) {
   if (!matmul_precision.empty() && matmul_precision != "f32" && matmul_precision != "bf16") {
     return InvalidArgument("--matmul-precision '" + matmul_precision + "' is not one of f32, bf16");
   }
-  GR_RETURN_IF_ERROR(CheckGpuLayers(gpu_layers));
+  GR_ASSIGN_OR_RETURN(const std::string chosen_device, DeviceForGpuLayers(gpu_layers, device));
   threads = CapThreads(threads);
   ProgressBar bar("loading " + path);
   EngineOptions options;
@@ -192,6 +192,7 @@ Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads,
   options.weight_dtype = weight_dtype;
   options.matmul_precision = matmul_precision;
   options.cache_type = cache_type;
+  options.device = chosen_device;
   options.progress = [&](const char*, size_t done, size_t total) { bar.Update(done, total); };
   auto engine = Engine::Load(path, options);
   bar.Finish();
@@ -339,6 +340,13 @@ void AddGpuLayersFlag(CLI::App* app, int* gpu_layers) {
       ->check(IntIn(0, 100000));
 }
 
+void AddDeviceFlag(CLI::App* app, std::string* device) {
+  app->add_option("--device", *device,
+                  "where the model runs: cpu (default), cuda (GPU 0) or cuda:N; a GPU holds the weights, KV cache "
+                  "and activations")
+      ->type_name("cpu|cuda[:N]");
+}
+
 void ModelFlags::Add(CLI::App* app, bool model_required) {
   auto* option = app->add_option("-m,--model", model, "HF checkpoint folder, GGUF file or safetensors file");
   if (model_required) option->required();
@@ -352,10 +360,11 @@ void ModelFlags::Add(CLI::App* app, bool model_required) {
   app->add_option("--cache-type", cache_type,
                   "KV cache entries: f16 (default; half the memory and attention reads of f32), f32, bf16, q8_0")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
+  AddDeviceFlag(app, &device);
 }
 
 Result<std::unique_ptr<Engine>> ModelFlags::Load() const {
-  return LoadEngine(model, threads, context, dtype, matmul_precision, gpu_layers, cache_type);
+  return LoadEngine(model, threads, context, dtype, matmul_precision, gpu_layers, cache_type, device);
 }
 
 }  // namespace gemmarun::cli

@@ -42,9 +42,10 @@ std::string ProcessEscapes(std::string_view text);
 // on each other): it is capped, with a warning on stderr. 0 stays 0 (default).
 int CapThreads(int requested);
 
-// -ngl/--n-gpu-layers, llama.cpp's flag, in one place so that it can later
-// select the GPU device. 0 is always accepted; more needs a GPU backend.
-Status CheckGpuLayers(int gpu_layers);
+// -ngl/--n-gpu-layers, llama.cpp's flag: 0 is always accepted; more needs a GPU
+// backend and puts every layer on the GPU (returns the device to use: `device`,
+// or "cuda" when -ngl > 0 and --device was left at cpu).
+Result<std::string> DeviceForGpuLayers(int gpu_layers, const std::string& device);
 
 // A one-line progress bar on stderr, drawn only when stderr is a terminal.
 class ProgressBar {
@@ -63,10 +64,11 @@ class ProgressBar {
 // Loads a model with a progress bar; -t/--threads, -c/--ctx-size, --dtype and
 // --matmul-precision apply. A --matmul-precision other than "", f32 or bf16 is
 // an InvalidArgument naming the flag.
+// `device` is --device (cpu, cuda, cuda:N); -ngl > 0 with the default cpu means cuda.
 Result<std::unique_ptr<Engine>> LoadEngine(const std::string& path, int threads, int64_t context,
                                            const std::string& weight_dtype = "",
                                            const std::string& matmul_precision = "", int gpu_layers = 0,
-                                           const std::string& cache_type = "");
+                                           const std::string& cache_type = "", const std::string& device = "cpu");
 
 // The figures every generating command reports with --json: token counts,
 // prefill/decode seconds and tokens/s, and the stop reason.
@@ -108,7 +110,8 @@ CLI::Option* AddMatMulPrecisionFlag(CLI::App* app, std::string* matmul_precision
 // "bf16" or "f32": what --json reports for --matmul-precision (empty = bf16).
 std::string MatMulPrecisionName(const std::string& matmul_precision);
 
-// Adds -m/--model, -t/--threads, -c/--ctx-size, --dtype, --matmul-precision, -ngl/--n-gpu-layers.
+// Adds -m/--model, -t/--threads, -c/--ctx-size, --dtype, --matmul-precision, -ngl/--n-gpu-layers,
+// --cache-type, --device.
 struct ModelFlags {
   std::string model;
   int threads = 0;
@@ -117,6 +120,7 @@ struct ModelFlags {
   std::string matmul_precision;  // --matmul-precision: bf16 (default) or f32 (exact)
   std::string cache_type;        // --cache-type: f16 (default), f32, bf16, q8_0
   int gpu_layers = 0;            // -ngl: llama.cpp's flag; > 0 needs a GPU backend
+  std::string device = "cpu";    // --device: cpu, cuda, cuda:N
   Result<std::unique_ptr<Engine>> Load() const;
   void Add(CLI::App* app, bool model_required = true);
 };
@@ -124,6 +128,9 @@ struct ModelFlags {
 // -t/--threads and -ngl/--n-gpu-layers alone, for commands with their own -c.
 void AddThreadsFlag(CLI::App* app, int* threads);
 void AddGpuLayersFlag(CLI::App* app, int* gpu_layers);
+// --device cpu|cuda|cuda:N (EngineOptions::device); checked when the engine loads,
+// so a device this build or machine lacks is one "error:" line.
+void AddDeviceFlag(CLI::App* app, std::string* device);
 
 // The limits of the flags shared by several commands.
 constexpr int64_t kMaxThreadsFlag = 4096;

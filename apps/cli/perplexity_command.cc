@@ -65,13 +65,16 @@ Result<std::vector<int32_t>> ParseIds(const std::string& path, const std::string
 
 int Run(const PerplexityFlags& flags) {
   if (flags.file.empty() == flags.ids_file.empty()) return Fail("give exactly one of -f/--file and --ids");
-  if (Status s = CheckGpuLayers(flags.model.gpu_layers); !s.ok()) return Fail(s);
+  if (auto device = DeviceForGpuLayers(flags.model.gpu_layers, flags.model.device); !device.ok()) {
+    return Fail(device.status());
+  }
   const std::string& source = flags.ids_file.empty() ? flags.file : flags.ids_file;
   auto input = ReadTextFile(source, flags.ids_file.empty() ? "-f/--file" : "--ids");
   if (!input.ok()) return Fail(input.status());
   if (flags.window < 2) return Fail("-c/--ctx-size must be at least 2 for perplexity");
   auto engine = LoadEngine(flags.model.model, flags.model.threads, flags.window, /*weight_dtype=*/"",
-                           flags.model.matmul_precision, flags.model.gpu_layers, flags.model.cache_type);
+                           flags.model.matmul_precision, flags.model.gpu_layers, flags.model.cache_type,
+                           flags.model.device);
   if (!engine.ok()) return Fail(engine.status());
   auto ids = flags.ids_file.empty() ? (*engine)->Tokenize(*input, /*add_bos=*/false)
                                     : ParseIds(source, *input, (*engine)->info().vocab_size);
@@ -150,6 +153,9 @@ void AddPerplexityCommand(CLI::App& root, int* exit_code) {
   AddThreadsFlag(app, &flags->model.threads);
   AddMatMulPrecisionFlag(app, &flags->model.matmul_precision);
   AddGpuLayersFlag(app, &flags->model.gpu_layers);
+  AddDeviceFlag(app, &flags->model.device);
+  app->add_option("--cache-type", flags->model.cache_type, "KV cache entries: f16 (default), f32, bf16, q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   app->add_option("-f,--file", flags->file, "text file");
   app->add_option("--ids", flags->ids_file,
                   "file of the text's token ids (whitespace or comma separated, no BOS) to use instead of -f");

@@ -23,7 +23,6 @@ void AddServeCommand(CLI::App& root, int* exit_code) {
                   "require 'Authorization: Bearer KEY' on every endpoint but /health (default: $GEMMARUN_API_KEY)");
   app->add_option("--parallel", s.parallel, "sequences decoded together")->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app->add_option("--device", s.device, "where to run (cpu)")->capture_default_str();
   app->add_option("--max-queue", s.max_queue, "waiting requests beyond which new ones get HTTP 429 (0: no limit)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app->add_option("--timeout", s.timeout_seconds, "socket read/write timeout in seconds")
@@ -45,7 +44,13 @@ void AddServeCommand(CLI::App& root, int* exit_code) {
     options.context_length = flags->model.context;
     options.weight_dtype = flags->model.dtype;
     options.matmul_precision = flags->model.matmul_precision;
-    options.cache_type = flags->model.cache_type;  // --cache-type comes with the model flags
+    options.cache_type = flags->model.cache_type;  // --cache-type and --device come with the model flags
+    auto device = DeviceForGpuLayers(flags->model.gpu_layers, flags->model.device);
+    if (!device.ok()) {
+      *exit_code = Fail(device.status());
+      return;
+    }
+    options.device = *device;
     options.max_body_bytes = static_cast<size_t>(flags->max_body_mib * 1024 * 1024);
     if (options.api_key.empty()) {
       if (const char* key = std::getenv("GEMMARUN_API_KEY")) options.api_key = key;

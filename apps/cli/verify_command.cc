@@ -19,13 +19,17 @@ struct VerifyFlags {
   double tolerance = 1e-3;
   int threads = 0;
   std::string matmul_precision;
+  std::string device = "cpu";
 };
 
 int Run(const VerifyFlags& flags) {
+  // A device this machine lacks is a bad flag (exit 1), not a fixture that could not be checked (2).
+  if (Status device = CheckDevice(flags.device); !device.ok()) return Fail(device);
   VerifyOptions options;
   options.tolerance = flags.tolerance;
   options.num_threads = CapThreads(flags.threads);
   options.matmul_precision = flags.matmul_precision;
+  options.device = flags.device;
   auto report = VerifyFixture(flags.dir, options);
   if (!report.ok()) {
     Fail(report.status());
@@ -34,7 +38,7 @@ int Run(const VerifyFlags& flags) {
   if (flags.json) {
     std::printf("%s\n", VerifyReportToJson(*report).c_str());
   } else {
-    std::printf("%s (%s)\n", report->fixture.c_str(), report->family.c_str());
+    std::printf("%s (%s, %s)\n", report->fixture.c_str(), report->family.c_str(), report->backend.c_str());
     for (const PromptCheck& c : report->prompts) {
       std::printf("  prompt %d (%d tokens): prefill max|diff| %.3g, ", c.index, c.length, c.prefill_max_diff);
       if (c.stepwise_max_diff >= 0) std::printf("token-by-token max|diff| %.3g, ", c.stepwise_max_diff);
@@ -60,8 +64,9 @@ void AddVerifyCommand(CLI::App& root, int* exit_code) {
       ->description("f32 or bf16: products of bf16-weight matrices. Unlike the other commands, verify defaults to "
                     "f32 (exact), since it compares with float64 references; bf16 needs --tol 1e-2")
       ->type_name("f32|bf16");
+  AddDeviceFlag(app, &flags->device);
   app->add_flag("--json", flags->json, "print a JSON report");
-  app->footer("Example:\n  gemmarun verify tests/data/gemma2 --json");
+  app->footer("Examples:\n  gemmarun verify tests/data/gemma2 --json\n  gemmarun verify tests/data/gemma2 --device cuda");
   app->callback([flags, exit_code] { *exit_code = Run(*flags); });
 }
 

@@ -171,6 +171,7 @@ void Server::ComputeLoop() {
   engine_options.cache_type = options_.cache_type;
   engine_options.weight_dtype = options_.weight_dtype;
   engine_options.matmul_precision = options_.matmul_precision;
+  engine_options.device = options_.device;
   auto engine = Engine::Load(options_.model_path, engine_options);
   Status status = engine.status();
   if (status.ok()) {
@@ -649,8 +650,8 @@ void Server::Routes() {
 }
 
 int Server::Run() {
-  if (options_.device != "cpu") {
-    std::fprintf(stderr, "error: --device '%s' is not available (only cpu)\n", options_.device.c_str());
+  if (Status device = CheckDevice(options_.device); !device.ok()) {
+    std::fprintf(stderr, "error: %s\n", device.message().c_str());
     return 1;
   }
   if (options_.parallel < 1 || options_.max_queue < 0 || options_.timeout_seconds < 1 || options_.port < 0 ||

@@ -23,7 +23,11 @@
 namespace gemmarun {
 
 struct EngineOptions {
-  int num_threads = 0;          // 0: one per physical core
+  // Where the model computes: "cpu" (or empty), "cuda" (GPU 0) or "cuda:N". A
+  // GPU holds the weights, KV cache and activations; the host reads back only
+  // the logits it samples from.
+  std::string device;
+  int num_threads = 0;          // 0: one per physical core (CPU)
   int64_t context_length = 0;   // default context of new sessions; 0: min(model maximum, 8192)
   // Convert matrix weights at load: "bf16", "f16", "q8_0", "q4_0"; empty keeps the stored type.
   std::string weight_dtype;
@@ -41,6 +45,11 @@ struct EngineOptions {
   // Long work (loading) reports progress: stage name, units done, units total.
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };
+
+// Whether EngineOptions::device names a device this build and machine can run
+// ("cpu", or "cuda"/"cuda:N" with CUDA compiled in and that GPU present), so a
+// command can refuse a bad --device before loading anything.
+Status CheckDevice(std::string_view device);
 
 struct ModelInfo {
   std::string family;      // gemma, gemma2, gemma3, recurrent_gemma, paligemma

@@ -18,6 +18,7 @@ struct VerifyOptions {
   // against float64 references, so it is exact unless asked otherwise ("bf16"
   // needs a looser tolerance, ~1e-2).
   std::string matmul_precision;
+  std::string device;  // EngineOptions::device: "cpu" (default), "cuda", "cuda:N"
 };
 
 struct PromptCheck {
@@ -36,6 +37,7 @@ struct PromptCheck {
 struct VerifyReport {
   std::string fixture;
   std::string family;
+  std::string backend;  // ModelInfo::backend: where it ran
   std::vector<PromptCheck> prompts;
   bool passed = false;
 };

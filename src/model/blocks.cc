@@ -2,19 +2,20 @@
 
 namespace gemmarun {
 
-TensorView Rows(Tensor& t, int64_t rows, int64_t cols) {
-  if (t.empty() || t.shape().elements() < rows * cols) t = Tensor(DType::kF32, Shape{rows, cols});
-  return TensorView{t.data(), DType::kF32, Shape{rows, cols}};
+void MakeActivation(Backend& backend, Tensor& t, int64_t rows, int64_t cols, bool& ok) {
+  if (!ok || rows <= 0 || cols <= 0) return;
+  auto made = Tensor::Allocate(backend.memory(), DType::kF32, Shape{rows, cols});
+  if (!made.ok()) {
+    ok = false;
+    return;
+  }
+  t = std::move(*made);
 }
 
 TensorView Fit(const Tensor& t, int64_t rows, int64_t cols) {
   GR_CHECK(t.shape().elements() >= rows * cols) << "workspace buffer " << t.shape().ToString() << " holds no ["
                                                 << rows << ", " << cols << "]";
-  return TensorView{const_cast<uint8_t*>(t.data()), DType::kF32, Shape{rows, cols}};
-}
-
-TensorView RowRange(const TensorView& t, int64_t begin, int64_t count) {
-  return TensorView{t.row(begin), t.dtype, Shape{count, t.shape.cols()}};
+  return TensorView{const_cast<uint8_t*>(t.data()), DType::kF32, Shape{rows, cols}, t.device()};
 }
 
 void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& c, const LayerConfig& layer,
@@ -29,11 +30,11 @@ void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& c, const Layer
   ops::MatMul(ctx, normed, w.q_proj.view(), q);
   ops::MatMul(ctx, normed, w.k_proj.view(), k);
   ops::MatMul(ctx, normed, w.v_proj.view(), v);
-  const TensorView q_heads{q.data, DType::kF32, Shape{num_tokens, c.num_heads, c.head_dim}};
-  const TensorView k_heads{k.data, DType::kF32, Shape{num_tokens, c.num_kv_heads, c.head_dim}};
+  const TensorView q_heads = q.Reshaped(Shape{num_tokens, c.num_heads, c.head_dim});
+  const TensorView k_heads = k.Reshaped(Shape{num_tokens, c.num_kv_heads, c.head_dim});
   if (layer.qk_norm) {  // Gemma 3: per-head RMSNorm before RoPE
-    const TensorView q_rows{q.data, DType::kF32, Shape{num_tokens * c.num_heads, c.head_dim}};
-    const TensorView k_rows{k.data, DType::kF32, Shape{num_tokens * c.num_kv_heads, c.head_dim}};
+    const TensorView q_rows = q.Reshaped(Shape{num_tokens * c.num_heads, c.head_dim});
+    const TensorView k_rows = k.Reshaped(Shape{num_tokens * c.num_kv_heads, c.head_dim});
     ops::RmsNorm(ctx, q_rows, w.q_norm.view(), c.rms_norm_eps, q_rows);
     ops::RmsNorm(ctx, k_rows, w.k_norm.view(), c.rms_norm_eps, k_rows);
   }
@@ -43,7 +44,7 @@ void AttentionBlock(const ops::OpContext& ctx, const ModelConfig& c, const Layer
   const TensorView attn_out = Fit(s.out, num_tokens, q_dim);
   AttentionArgs args;
   args.q = q_heads;
-  args.out = TensorView{attn_out.data, DType::kF32, q_heads.shape};
+  args.out = attn_out.Reshaped(q_heads.shape);
   args.cache = kv.cache;
   args.sequences = kv.sequences;
   args.window = layer.attention_window;

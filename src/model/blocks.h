@@ -12,13 +12,12 @@
 
 namespace gemmarun {
 
-// A [rows, cols] f32 view of t, growing t first if it is too small (for buffers
-// sized on first use, like the vision tower's; workspaces use Fit).
-TensorView Rows(Tensor& t, int64_t rows, int64_t cols);
+// A zero-filled f32 [rows, cols] buffer on the backend's device (nothing when
+// rows or cols is 0); ok stays false once an allocation failed, so a workspace
+// can make all its buffers and check once.
+void MakeActivation(Backend& backend, Tensor& t, int64_t rows, int64_t cols, bool& ok);
 // A [rows, cols] f32 view of a buffer already large enough (a workspace's).
 TensorView Fit(const Tensor& t, int64_t rows, int64_t cols);
-// Rows [begin, begin + count) of a [rows, cols] view.
-TensorView RowRange(const TensorView& t, int64_t begin, int64_t count);
 
 struct AttentionScratch {
   Tensor q;    // [num_tokens, num_heads * head_dim]

@@ -56,10 +56,11 @@ size_t KvCacheBytes(const ModelConfig& config, int64_t max_tokens, int64_t max_c
   return KvCacheBytes(config, max_tokens, max_chunk, ring_buffers, DType::kF32);
 }
 
-Result<KvPool> KvPool::Create(const ModelConfig& config, const KvPoolShape& shape) {
+Result<KvPool> KvPool::Create(const ModelConfig& config, const KvPoolShape& shape, DeviceMemory& memory) {
   GR_RETURN_IF_ERROR(CheckKvCacheType(config, shape.dtype));
   KvPool pool;
   pool.shape_ = shape;
+  pool.memory_ = &memory;
   pool.groups_ = KvGroups(config);
   if (shape.blocks_per_group.size() != pool.groups_.size() || shape.block_size <= 0) {
     return InvalidArgument("KV pool: " + std::to_string(shape.blocks_per_group.size()) + " group sizes for " +
@@ -72,25 +73,30 @@ Result<KvPool> KvPool::Create(const ModelConfig& config, const KvPoolShape& shap
   pool.layers_.resize(config.num_layers());
   pool.conv_rows_ = std::max(0, config.conv1d_width - 1);
   pool.lru_width_ = config.lru_width;
-  const auto exhausted = [&](const std::string& what) {
-    return ResourceExhausted("not enough memory for the " + what + " (" + std::to_string(pool.bytes()) +
-                             " bytes allocated so far)");
+  const auto make = [&](DType dtype, Shape tensor_shape, Tensor* out, const char* what) -> Status {
+    auto made = Tensor::Allocate(memory, dtype, tensor_shape);
+    if (!made.ok()) {
+      return ResourceExhausted(std::string("not enough memory for the ") + what + " on " +
+                               memory.device().ToString() + " (" + std::to_string(pool.bytes()) +
+                               " bytes allocated so far)");
+    }
+    *out = std::move(*made);
+    return Status::Ok();
   };
   for (int i = 0; i < config.num_layers(); ++i) {
     LayerSlabs& slabs = pool.layers_[i];
     const int g = pool.group_of_layer_[i];
     if (g >= 0) {
       const Shape kv{shape.blocks_per_group[g] * shape.block_size, config.num_kv_heads, config.head_dim};
-      if (!Tensor::TryCreate(shape.dtype, kv, &slabs.k) || !Tensor::TryCreate(shape.dtype, kv, &slabs.v)) {
-        return exhausted("KV cache");
-      }
+      GR_RETURN_IF_ERROR(make(shape.dtype, kv, &slabs.k, "KV cache"));
+      GR_RETURN_IF_ERROR(make(shape.dtype, kv, &slabs.v, "KV cache"));
     } else if (shape.recurrent_slots > 0) {
-      if ((pool.conv_rows_ > 0 &&
-           !Tensor::TryCreate(DType::kF32, Shape{shape.recurrent_slots, pool.conv_rows_, pool.lru_width_},
-                              &slabs.conv)) ||
-          !Tensor::TryCreate(DType::kF32, Shape{shape.recurrent_slots, pool.lru_width_}, &slabs.h)) {
-        return exhausted("recurrent state");
+      if (pool.conv_rows_ > 0) {
+        GR_RETURN_IF_ERROR(make(DType::kF32, Shape{shape.recurrent_slots, pool.conv_rows_, pool.lru_width_},
+                                &slabs.conv, "recurrent state"));
       }
+      GR_RETURN_IF_ERROR(
+          make(DType::kF32, Shape{shape.recurrent_slots, pool.lru_width_}, &slabs.h, "recurrent state"));
     }
   }
   return pool;
@@ -109,24 +115,24 @@ size_t KvPool::bytes() const {
 
 TensorView KvPool::conv_state(int layer, int slot) const {
   const Tensor& conv = layers_[layer].conv;
-  if (conv.empty()) return TensorView{nullptr, DType::kF32, Shape{0, lru_width_}};
+  if (conv.empty()) return TensorView{nullptr, DType::kF32, Shape{0, lru_width_}, conv.device()};
   return TensorView{const_cast<uint8_t*>(conv.data()) + slot * conv_rows_ * lru_width_ * sizeof(float),
-                    DType::kF32, Shape{conv_rows_, lru_width_}};
+                    DType::kF32, Shape{conv_rows_, lru_width_}, conv.device()};
 }
 
 TensorView KvPool::lru_state(int layer, int slot) const {
   const Tensor& h = layers_[layer].h;
   return TensorView{const_cast<uint8_t*>(h.data()) + slot * lru_width_ * sizeof(float), DType::kF32,
-                    Shape{lru_width_}};
+                    Shape{lru_width_}, h.device()};
 }
 
 void KvPool::ResetSlot(int slot) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (layers_[i].h.empty()) continue;
     const TensorView conv = conv_state(static_cast<int>(i), slot);
-    if (!conv.empty()) std::memset(conv.data, 0, conv.bytes());
+    if (!conv.empty()) memory_->Zero(conv.data, conv.bytes());
     const TensorView h = lru_state(static_cast<int>(i), slot);
-    std::memset(h.data, 0, h.bytes());
+    memory_->Zero(h.data, h.bytes());
   }
 }
 

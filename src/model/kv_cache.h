@@ -52,7 +52,10 @@ struct KvPoolShape {
 // RecurrentGemma, Conv1D history + RG-LRU state per slot and recurrent layer.
 class KvPool {
  public:
-  static Result<KvPool> Create(const ModelConfig& config, const KvPoolShape& shape);
+  // The slabs are allocated once on `memory`'s device (the backend's), so their
+  // addresses stay put for the pool's life.
+  static Result<KvPool> Create(const ModelConfig& config, const KvPoolShape& shape,
+                               DeviceMemory& memory = HostMemory());
 
   const KvPoolShape& shape() const { return shape_; }
   const std::vector<KvGroup>& groups() const { return groups_; }
@@ -64,6 +67,7 @@ class KvPool {
   TensorView conv_state(int layer, int slot) const;
   TensorView lru_state(int layer, int slot) const;
   // Zeroes a slot's recurrent state: a new sequence starts from HF's zero padding.
+  // On a device the fill is ordered before the next forward pass.
   void ResetSlot(int slot);
 
  private:
@@ -72,6 +76,7 @@ class KvPool {
     Tensor conv, h;   // recurrent layers: [slots, width - 1, lru], [slots, lru]
   };
   KvPoolShape shape_;
+  DeviceMemory* memory_ = nullptr;
   std::vector<KvGroup> groups_;
   std::vector<int> group_of_layer_;  // -1 for recurrent layers
   std::vector<LayerSlabs> layers_;

@@ -23,15 +23,19 @@ Result<std::unique_ptr<Workspace>> LayerStackModel::NewWorkspace(int64_t max_tok
   const ModelConfig& c = config_;
   const int64_t q_dim = int64_t{c.num_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_kv_heads} * c.head_dim;
+  // Every buffer is allocated once on the backend's device: the steady decode
+  // loop allocates nothing and the addresses stay put.
   bool ok = true;
-  const auto make = [&](Tensor& t, int64_t rows, int64_t cols) {
-    if (ok && rows > 0 && cols > 0) ok = Tensor::TryCreate(DType::kF32, Shape{rows, cols}, &t);
-  };
+  Backend& backend = *ctx_.backend;
+  const auto make = [&](Tensor& t, int64_t rows, int64_t cols) { MakeActivation(backend, t, rows, cols, ok); };
   make(ws->x, max_tokens, c.model_dim);
   make(ws->normed, max_tokens, c.model_dim);
   make(ws->branch, max_tokens, c.model_dim);
   make(ws->lm_rows, max_logit_rows, c.model_dim);
   make(ws->logits, max_logit_rows, c.vocab_size);
+  if (ok && !backend.device().is_host()) {
+    ok = Tensor::TryCreate(DType::kF32, Shape{max_logit_rows, c.vocab_size}, &ws->host_logits);
+  }
   make(ws->attention.q, max_tokens, q_dim);
   make(ws->attention.k, max_tokens, kv_dim);
   make(ws->attention.v, max_tokens, kv_dim);
@@ -43,8 +47,8 @@ Result<std::unique_ptr<Workspace>> LayerStackModel::NewWorkspace(int64_t max_tok
     make(*t, max_tokens, c.lru_width);
   }
   if (!ok) {
-    return ResourceExhausted("not enough memory for the activations of " + std::to_string(max_tokens) +
-                             "-token batches");
+    return ResourceExhausted("not enough memory on " + backend.device().ToString() + " for the activations of " +
+                             std::to_string(max_tokens) + "-token batches");
   }
   ws->ids.reserve(max_tokens);
   ws->positions.reserve(max_tokens);
@@ -101,20 +105,31 @@ Result<TensorView> LayerStackModel::Forward(std::span<const SequenceChunk> chunk
   const int64_t num_tokens = static_cast<int64_t>(ws.ids.size());
   const TensorView x = Fit(ws.x, num_tokens, config_.model_dim);
   ops::Embed(ctx_, weights_.embedding.view(), ws.ids, config_.embed_scale, x);
+  DeviceMemory& memory = ctx_.backend->memory();
   for (size_t c = 0; c < chunks.size(); ++c) {
     if (chunks[c].image_features == nullptr) continue;
     // Image rows enter unscaled: ref HF PaliGemma (features / sqrt(d), then * sqrt(d)).
+    // They are host memory (the caller keeps them for prefix hashing), uploaded
+    // row by row over the image tokens' embeddings.
     const TensorView& features = *chunks[c].image_features;
+    GR_CHECK(features.device.is_host()) << "image features must be host memory";
     int64_t image_row = 0;
     for (size_t t = 0; t < chunks[c].tokens.size(); ++t) {
       if (chunks[c].tokens[t] != config_.image_token_id) continue;
       const int64_t row = ws.chunk_rows[c] + static_cast<int64_t>(t);
-      ops::CopyRows(ctx_, RowRange(features, image_row++, 1), RowRange(x, row, 1));
+      GR_RETURN_IF_ERROR(memory.Upload(x.row(row), features.row(image_row++), x.row_bytes()));
     }
   }
   const StackBatch batch{chunks, ws.chunk_rows, num_tokens, &pool, &ws};
   for (int layer = 0; layer < config_.num_layers(); ++layer) Layer(layer, x, batch);
-  return Logits(chunks, x, ws);
+  const TensorView logits = Logits(chunks, x, ws);
+  // A device runs the ops asynchronously: its first error, if any, surfaces here,
+  // once per pass. The host reads the logits (checks, sampling) from a copy.
+  GR_RETURN_IF_ERROR(ctx_.backend->Synchronize());
+  if (logits.device.is_host()) return logits;
+  const TensorView host{ws.host_logits.data(), DType::kF32, logits.shape};
+  GR_RETURN_IF_ERROR(memory.Download(host.data, logits.data, logits.bytes()));
+  return host;
 }
 
 TensorView LayerStackModel::Logits(std::span<const SequenceChunk> chunks, const TensorView& x,

@@ -19,7 +19,10 @@ class StackWorkspace final : public Workspace {
   Tensor normed;   // [max_tokens, model_dim]
   Tensor branch;   // [max_tokens, model_dim] attention / recurrent / MLP output
   Tensor lm_rows;  // [max_logit_rows, model_dim] rows gathered for the LM head
-  Tensor logits;   // [max_logit_rows, vocab_size]
+  Tensor logits;   // [max_logit_rows, vocab_size] on the backend's device
+  // The host copy Forward returns when the backend computes on a device: only
+  // the rows asked for are downloaded (sampling on the device is a later step).
+  Tensor host_logits;
   AttentionScratch attention;
   MlpScratch mlp;
   struct Recurrent {  // RecurrentGemma, each [max_tokens, lru_width]

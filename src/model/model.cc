@@ -19,6 +19,24 @@ float EmbeddingScale(const ModelConfig& config, DType embedding_dtype) {
   return RoundTo(embedding_dtype, scale);
 }
 
+// The loader fills host tensors; a device backend gets each one uploaded, one at
+// a time so that the host copy of a tensor is freed as soon as it is placed.
+Status PlaceWeights(const ModelConfig& config, ModelWeights& weights, DeviceMemory& memory) {
+  if (memory.device().is_host()) return Status::Ok();
+  Status status;
+  ForEachWeight(config, weights, [&](const WeightSpec& spec) {
+    if (!status.ok() || spec.tensor->empty() || !spec.tensor->on_host()) return;
+    auto placed = ToDevice(memory, std::move(*spec.tensor));
+    if (!placed.ok()) {
+      status = placed.status().WithContext(spec.name);
+      return;
+    }
+    *spec.tensor = std::move(*placed);
+  });
+  GR_RETURN_IF_ERROR(status);
+  return memory.Synchronize();
+}
+
 }  // namespace
 
 Status CheckBatch(const ModelConfig& config, std::span<const SequenceChunk> chunks, const KvPool& pool,
@@ -100,6 +118,7 @@ Status CheckBatch(const ModelConfig& config, std::span<const SequenceChunk> chun
 Result<std::unique_ptr<Model>> CreateModel(ModelConfig config, ModelWeights weights, Backend* backend) {
   GR_RETURN_IF_ERROR(config.Validate());
   config.embed_scale = EmbeddingScale(config, weights.embedding.dtype());
+  GR_RETURN_IF_ERROR(PlaceWeights(config, weights, backend->memory()));
   switch (config.family) {
     case ModelFamily::kGemma:
     case ModelFamily::kGemma2:

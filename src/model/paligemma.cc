@@ -21,16 +21,19 @@ class PaliGemmaModel final : public Decoder {
   Result<Tensor> EncodeImage(const TensorView& pixels) const override {
     const VisionConfig& v = config_.vision;
     GR_RETURN_IF_ERROR(CheckPixels(v, pixels));
+    GR_CHECK(pixels.device.is_host()) << "EncodeImage: pixels must be host memory";
+    DeviceMemory& memory = ctx_.backend->memory();
     VisionActivations vision_act;
-    Tensor vision_out_buffer;
-    const TensorView vision_out = Rows(vision_out_buffer, v.num_patches(), v.model_dim);
-    SiglipTower(ctx_, v, weights_.vision, pixels, vision_act, vision_out);
-    Tensor features;
-    if (!Tensor::TryCreate(DType::kF32, Shape{config_.num_image_tokens, config_.model_dim}, &features)) {
-      return ResourceExhausted("out of memory for the image features");
-    }
-    ProjectImage(ctx_, weights_.vision, vision_out, features.view());
-    return features;
+    GR_ASSIGN_OR_RETURN(Tensor vision_out, Tensor::Allocate(memory, DType::kF32, Shape{v.num_patches(), v.model_dim}));
+    GR_RETURN_IF_ERROR(SiglipTower(ctx_, v, weights_.vision, pixels, vision_act, vision_out.view()));
+    auto features = Tensor::Allocate(memory, DType::kF32, Shape{config_.num_image_tokens, config_.model_dim});
+    if (!features.ok()) return ResourceExhausted("out of memory for the image features");
+    ProjectImage(ctx_, weights_.vision, vision_out.view(), features->view());
+    GR_RETURN_IF_ERROR(ctx_.backend->Synchronize());
+    // The features go back to the host: the caller hashes them for prefix reuse
+    // and Forward uploads them over the image tokens' embeddings.
+    if (features->on_host()) return std::move(*features);
+    return ToHost(memory, features->view());
   }
 };
 

@@ -11,6 +11,7 @@ namespace {
 // becomes one row laid out [channel, py, px], the order of the Conv2d weight
 // [vision_dim, channels, patch, patch] that the loader keeps as [vision_dim, C*P*P].
 // Patches are numbered row-major over the grid, as HF's flatten(2).transpose(1, 2).
+// Runs on the host (once per image); the rows are then uploaded.
 void Im2Col(const VisionConfig& c, const TensorView& pixels, const TensorView& patches) {
   const int64_t grid = c.image_size / c.patch_size;
   const int64_t p = c.patch_size;
@@ -36,13 +37,13 @@ void EncoderLayer(const ops::OpContext& ctx, const VisionConfig& c, const Vision
   const int64_t n = x.shape.rows();
   const int64_t d = c.model_dim;
   const int64_t head_dim = d / c.num_heads;
-  const TensorView normed = Rows(act.normed, n, d);
-  const TensorView branch = Rows(act.branch, n, d);
-  const TensorView q = Rows(act.q, n, d);
-  const TensorView k = Rows(act.k, n, d);
-  const TensorView v = Rows(act.v, n, d);
-  const TensorView attn = Rows(act.attn, n, d);
-  const TensorView hidden = Rows(act.hidden, n, c.ff_hidden_dim);
+  const TensorView normed = Fit(act.normed, n, d);
+  const TensorView branch = Fit(act.branch, n, d);
+  const TensorView q = Fit(act.q, n, d);
+  const TensorView k = Fit(act.k, n, d);
+  const TensorView v = Fit(act.v, n, d);
+  const TensorView attn = Fit(act.attn, n, d);
+  const TensorView hidden = Fit(act.hidden, n, c.ff_hidden_dim);
   const Shape heads{n, c.num_heads, head_dim};
 
   ops::LayerNorm(ctx, x, w.norm1_weight.view(), w.norm1_bias.view(), c.layer_norm_eps, normed);
@@ -58,10 +59,10 @@ void EncoderLayer(const ops::OpContext& ctx, const VisionConfig& c, const Vision
   sequence.prefix_end = n;
   sequence.block_table = block_table;
   AttentionArgs args;
-  args.q = TensorView{q.data, DType::kF32, heads};
-  args.out = TensorView{attn.data, DType::kF32, heads};
-  args.cache.k = TensorView{k.data, DType::kF32, heads};
-  args.cache.v = TensorView{v.data, DType::kF32, heads};
+  args.q = q.Reshaped(heads);
+  args.out = attn.Reshaped(heads);
+  args.cache.k = k.Reshaped(heads);
+  args.cache.v = v.Reshaped(heads);
   args.cache.block_size = n;
   args.sequences = std::span<const AttentionSequence>(&sequence, 1);
   args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -87,20 +88,38 @@ Status CheckPixels(const VisionConfig& c, const TensorView& pixels) {
   return Status::Ok();
 }
 
-void SiglipTower(const ops::OpContext& ctx, const VisionConfig& c, const VisionWeights& w, const TensorView& pixels,
-                 VisionActivations& act, const TensorView& out) {
+Status SiglipTower(const ops::OpContext& ctx, const VisionConfig& c, const VisionWeights& w, const TensorView& pixels,
+                   VisionActivations& act, const TensorView& out) {
   const int64_t n = c.num_patches();
+  const int64_t d = c.model_dim;
   const int64_t patch_values = int64_t{c.num_channels} * c.patch_size * c.patch_size;
   GR_CHECK(out.shape.rows() == n && out.shape.cols() == c.model_dim) << "SiglipTower: out " << out.shape.ToString();
-  const TensorView patches = Rows(act.patches, n, patch_values);
-  const TensorView x = Rows(act.x, n, c.model_dim);
+  GR_CHECK(pixels.device.is_host()) << "SiglipTower: pixels must be host memory";
+  if (act.x.empty()) {
+    bool ok = true;
+    for (Tensor* t : {&act.x, &act.normed, &act.q, &act.k, &act.v, &act.attn, &act.branch}) {
+      MakeActivation(*ctx.backend, *t, n, d, ok);
+    }
+    MakeActivation(*ctx.backend, act.patches, n, patch_values, ok);
+    MakeActivation(*ctx.backend, act.hidden, n, c.ff_hidden_dim, ok);
+    if (!ok) {
+      act = VisionActivations{};
+      return ResourceExhausted("not enough memory on " + ctx.backend->device().ToString() +
+                               " for the vision tower's activations");
+    }
+  }
+  const TensorView patches = Fit(act.patches, n, patch_values);
+  const TensorView x = Fit(act.x, n, c.model_dim);
 
-  Im2Col(c, pixels, patches);
+  Tensor host_patches(DType::kF32, Shape{n, patch_values});
+  Im2Col(c, pixels, host_patches.view());
+  GR_RETURN_IF_ERROR(ctx.backend->memory().Upload(patches.data, host_patches.data(), patches.bytes()));
   ops::MatMul(ctx, patches, w.patch_embedding.view(), w.patch_bias.view(), x);
   // ref: HF SiglipVisionEmbeddings: learned, one per patch, no interpolation at the native size.
   ops::Add(ctx, x, w.position_embedding.view(), x);
   for (const VisionLayerWeights& layer : w.layers) EncoderLayer(ctx, c, layer, act, x);
   ops::LayerNorm(ctx, x, w.post_norm_weight.view(), w.post_norm_bias.view(), c.layer_norm_eps, out);
+  return Status::Ok();
 }
 
 void ProjectImage(const ops::OpContext& ctx, const VisionWeights& w, const TensorView& vision_out,

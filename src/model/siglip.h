@@ -11,7 +11,8 @@
 
 namespace gemmarun {
 
-// Buffers of one tower pass, sized on first use and reused for later images.
+// Buffers of one tower pass on the backend's device, sized on first use and
+// reused for later images.
 struct VisionActivations {
   Tensor patches;  // [num_patches, channels * patch * patch] im2col rows
   Tensor x;        // [num_patches, vision_dim] residual stream
@@ -28,8 +29,10 @@ struct VisionActivations {
 Status CheckPixels(const VisionConfig& config, const TensorView& pixels);
 
 // out [num_patches, vision_dim] = post_layernorm(encoder(patch_embed(pixels) + pos)).
-// pixels [channels, image_size, image_size] f32, already normalised (PaliGemma: [-1, 1]).
-void SiglipTower(const ops::OpContext& ctx, const VisionConfig& config, const VisionWeights& w,
+// pixels [channels, image_size, image_size] f32 host memory, already normalised
+// (PaliGemma: [-1, 1]); out on the backend's device. Fails when the device is
+// out of memory for the activations.
+Status SiglipTower(const ops::OpContext& ctx, const VisionConfig& config, const VisionWeights& w,
                  const TensorView& pixels, VisionActivations& act, const TensorView& out);
 
 // out [num_patches, model_dim] = vision_out @ projector^T + bias. The result goes

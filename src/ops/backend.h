@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <span>
 
+#include "gemmarun/status.h"
+#include "tensor/device.h"
 #include "tensor/tensor.h"
 
 namespace gemmarun {
@@ -59,6 +61,19 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual int num_threads() const = 0;
+
+  // Where this backend's ops read and write: every TensorView handed to an op
+  // lives there (the spans of the interface are host memory). The CPU backend
+  // computes on the host; a device backend allocates, uploads and downloads
+  // through its own memory.
+  virtual DeviceMemory& memory() { return HostMemory(); }
+  Device device() { return memory().device(); }
+  // Ops return at once on an asynchronous device; this waits for them and
+  // returns the first error since the last call (the runtime checks it once
+  // per forward pass).
+  Status Synchronize() { return memory().Synchronize(); }
+  // Whether Attention/WriteKv run on a cache of this dtype and head size.
+  virtual Status CheckKvCache(DType dtype, int64_t head_dim) const { return Status::Ok(); }
 
   // out[t, n] = sum_k x[t, k] * w[n, k] + bias[n]. x, out f32; w any weight dtype [N, K]; bias f32 [N] or empty.
   virtual void MatMul(const TensorView& x, const TensorView& w, const TensorView& bias,

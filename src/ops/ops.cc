@@ -1,6 +1,7 @@
 #include "ops/ops.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <vector>
 
 #include "base/check.h"
@@ -10,6 +11,17 @@ namespace {
 
 void CheckF32(const TensorView& t, const char* op, const char* what) {
   GR_CHECK(!t.empty() && t.dtype == DType::kF32) << op << ": " << what << " must be f32";
+}
+
+// Every tensor an op touches must live where the backend computes: a host view
+// handed to a device backend (or the reverse) is a bug in the caller, caught
+// here instead of as a fault inside a kernel.
+void CheckDevices(const OpContext& ctx, const char* op, std::initializer_list<const TensorView*> views) {
+  const Device device = ctx.backend->device();
+  for (const TensorView* v : views) {
+    GR_CHECK(v->empty() || v->device == device)
+        << op << ": a tensor on " << v->device.ToString() << " given to the " << device.ToString() << " backend";
+  }
 }
 
 void CheckSameElements(const TensorView& a, const TensorView& b, const char* op) {
@@ -27,6 +39,7 @@ void MatMul(const OpContext& ctx, const TensorView& x, const TensorView& w, cons
            out.shape.rows() == x.shape.rows())
       << "MatMul: x " << x.shape.ToString() << " w " << w.shape.ToString() << " out " << out.shape.ToString();
   GR_CHECK(bias.empty() || bias.shape.elements() == w.shape[0]) << "MatMul: bias " << bias.shape.ToString();
+  CheckDevices(ctx, "MatMul", {&x, &w, &bias, &out});
   ctx.backend->MatMul(x, w, bias, out);
 }
 
@@ -35,6 +48,7 @@ void Embed(const OpContext& ctx, const TensorView& table, std::span<const int32_
   CheckF32(out, "Embed", "out");
   GR_CHECK(out.shape.rows() == static_cast<int64_t>(ids.size()) && out.shape.cols() == table.shape.cols());
   for (int32_t id : ids) GR_CHECK(id >= 0 && id < table.shape.rows()) << "Embed: id " << id;
+  CheckDevices(ctx, "Embed", {&table, &out});
   ctx.backend->Embed(table, ids, scale, out);
 }
 
@@ -44,6 +58,7 @@ void RmsNorm(const OpContext& ctx, const TensorView& x, const TensorView& weight
   CheckF32(weight, "RmsNorm", "weight");
   CheckSameElements(x, out, "RmsNorm");
   GR_CHECK(weight.shape.elements() == x.shape.cols()) << "RmsNorm: weight " << weight.shape.ToString();
+  CheckDevices(ctx, "RmsNorm", {&x, &weight, &out});
   ctx.backend->RmsNorm(x, weight, eps, out);
 }
 
@@ -52,6 +67,7 @@ void LayerNorm(const OpContext& ctx, const TensorView& x, const TensorView& weig
   CheckF32(x, "LayerNorm", "x");
   CheckSameElements(x, out, "LayerNorm");
   GR_CHECK(weight.shape.elements() == x.shape.cols() && bias.shape.elements() == x.shape.cols());
+  CheckDevices(ctx, "LayerNorm", {&x, &weight, &bias, &out});
   ctx.backend->LayerNorm(x, weight, bias, eps, out);
 }
 
@@ -60,6 +76,7 @@ void Rope(const OpContext& ctx, const TensorView& x, std::span<const float> posi
   CheckF32(x, "Rope", "x");
   GR_CHECK(x.shape.rank() == 3 && rotary_dim % 2 == 0 && rotary_dim <= x.shape[2] &&
            static_cast<int64_t>(positions.size()) == x.shape[0]);
+  CheckDevices(ctx, "Rope", {&x});
   ctx.backend->Rope(x, positions, rotary_dim, theta, position_scale);
 }
 
@@ -123,6 +140,7 @@ void Attention(const OpContext& ctx, const AttentionArgs& args) {
     }
   }
   for (int64_t r = 0; r < num_rows; ++r) GR_CHECK(covered[r]) << "Attention: row " << r << " is in no sequence";
+  CheckDevices(ctx, "Attention", {&args.q, &args.out, &args.cache.k, &args.cache.v});
   ctx.backend->Attention(args);
 }
 
@@ -138,40 +156,47 @@ void WriteKv(const OpContext& ctx, const TensorView& k, const TensorView& v, std
   for (int64_t slot : slots) {
     GR_CHECK(slot >= 0 && slot < cache.k.shape[0]) << "WriteKv: slot " << slot << " of " << cache.k.shape[0];
   }
+  CheckDevices(ctx, "WriteKv", {&k, &v, &cache.k, &cache.v});
   ctx.backend->WriteKv(k, v, slots, cache);
 }
 
 void GeluMul(const OpContext& ctx, const TensorView& gate, const TensorView& up, const TensorView& out) {
   CheckSameElements(gate, up, "GeluMul");
   CheckSameElements(gate, out, "GeluMul");
+  CheckDevices(ctx, "GeluMul", {&gate, &up, &out});
   ctx.backend->GeluMul(gate, up, out);
 }
 
 void Gelu(const OpContext& ctx, const TensorView& x) {
   CheckF32(x, "Gelu", "x");
+  CheckDevices(ctx, "Gelu", {&x});
   ctx.backend->Gelu(x);
 }
 
 void Add(const OpContext& ctx, const TensorView& a, const TensorView& b, const TensorView& out) {
   CheckSameElements(a, b, "Add");
   CheckSameElements(a, out, "Add");
+  CheckDevices(ctx, "Add", {&a, &b, &out});
   ctx.backend->Add(a, b, out);
 }
 
 void Mul(const OpContext& ctx, const TensorView& a, const TensorView& b, const TensorView& out) {
   CheckSameElements(a, b, "Mul");
   CheckSameElements(a, out, "Mul");
+  CheckDevices(ctx, "Mul", {&a, &b, &out});
   ctx.backend->Mul(a, b, out);
 }
 
 void SoftCap(const OpContext& ctx, const TensorView& x, float cap) {
   CheckF32(x, "SoftCap", "x");
   GR_CHECK(cap > 0.0f);
+  CheckDevices(ctx, "SoftCap", {&x});
   ctx.backend->SoftCap(x, cap);
 }
 
 void CopyRows(const OpContext& ctx, const TensorView& src, const TensorView& dst) {
   CheckSameElements(src, dst, "CopyRows");
+  CheckDevices(ctx, "CopyRows", {&src, &dst});
   ctx.backend->CopyRows(src, dst);
 }
 
@@ -191,6 +216,7 @@ void CausalConv1D(const OpContext& ctx, const TensorView& x, const TensorView& w
   GR_CHECK(state.shape.elements() == (width - 1) * channels && (width == 1 || state.dtype == DType::kF32))
       << "CausalConv1D: state " << state.shape.ToString() << ", expected [" << width - 1 << ", " << channels << "]";
   GR_CHECK(out.data != x.data && (width == 1 || out.data != state.data)) << "CausalConv1D: out aliases an input";
+  CheckDevices(ctx, "CausalConv1D", {&x, &weight, &bias, &state, &out});
   ctx.backend->CausalConv1D(x, weight, bias, state, out);
 }
 
@@ -206,6 +232,7 @@ void BlockDiagonalMatMul(const OpContext& ctx, const TensorView& x, const Tensor
       << "BlockDiagonalMatMul: x " << x.shape.ToString() << " w " << w.shape.ToString() << " bias "
       << bias.shape.ToString() << " out " << out.shape.ToString();
   GR_CHECK(out.data != x.data) << "BlockDiagonalMatMul: out aliases x";
+  CheckDevices(ctx, "BlockDiagonalMatMul", {&x, &w, &bias, &out});
   ctx.backend->BlockDiagonalMatMul(x, w, bias, out);
 }
 
@@ -225,6 +252,7 @@ void RgLru(const OpContext& ctx, const TensorView& x, const TensorView& input_ga
       << recurrent_gate.shape.ToString() << " param " << recurrent_param.shape.ToString() << " state "
       << state.shape.ToString() << " out " << out.shape.ToString();
   GR_CHECK(first_index >= 0) << "RgLru: first_index " << first_index;
+  CheckDevices(ctx, "RgLru", {&x, &input_gate, &recurrent_gate, &recurrent_param, &state, &out});
   ctx.backend->RgLru(x, input_gate, recurrent_gate, recurrent_param, first_index, state, out);
 }
 

@@ -1,6 +1,7 @@
 #include "gemmarun/version.h"
 
 #include "backend/cpu/kernels.h"
+#include "backend/registry/registry.h"
 
 // Both come from src/runtime/CMakeLists.txt at configure time.
 #ifndef GEMMARUN_VERSION
@@ -17,9 +18,8 @@ BuildInfo GetBuildInfo() {
   info.version = GEMMARUN_VERSION;
   info.git_revision = GEMMARUN_GIT_REVISION;
   info.backends = {"cpu"};
-#ifdef GEMMARUN_HAS_CUDA
-  info.backends.push_back("cuda");
-#endif
+  // The registry knows: this file never sees the CUDA library's definitions.
+  if (HasCudaBackend()) info.backends.push_back("cuda");
   info.cpu_target = cpu::SelectedTarget();
   return info;
 }

@@ -9,9 +9,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_target.h"
 #include "backend/cpu/kernels.h"
+#include "backend/registry/registry.h"
 #include "io/image.h"
 #include "runtime/engine_core.h"
 #include "runtime/generation.h"
@@ -102,7 +102,7 @@ class EngineImpl final : public Engine {
       return InvalidArgument("matmul_precision '" + options.matmul_precision + "' is not one of f32, bf16");
     }
     if (Status pinned = cpu::PinTargetFromEnvironment(); !pinned.ok()) return pinned;
-    backend_ = CreateCpuBackend(options.num_threads, precision);
+    GR_ASSIGN_OR_RETURN(backend_, CreateBackend(options.device, BackendOptions{options.num_threads, precision}));
     std::optional<DType> weight_dtype;
     if (!options.weight_dtype.empty()) {
       DType parsed;
@@ -125,14 +125,19 @@ class EngineImpl final : public Engine {
     info_.num_layers = config.num_layers();
     info_.max_seq_len = config.max_seq_len;
     info_.weight_bytes = loaded_.weight_bytes;
-    info_.backend = std::string(backend_->name()) + " (" + cpu::SelectedTarget() + ", " +
-                    std::to_string(backend_->num_threads()) + " threads" +
-                    (precision == MatMulPrecision::kBF16 && HasBF16Matrices(*loaded_.model) ? ", bf16 products)"
-                                                                                            : ")");
+    const std::string products =
+        precision == MatMulPrecision::kBF16 && HasBF16Matrices(*loaded_.model) ? ", bf16 products)" : ")";
+    if (backend_->device().is_host()) {
+      info_.backend = std::string(backend_->name()) + " (" + cpu::SelectedTarget() + ", " +
+                      std::to_string(backend_->num_threads()) + " threads" + products;
+    } else {
+      info_.backend = backend_->device().ToString() + " (" + BackendDeviceName(*backend_) + products;
+    }
     info_.takes_image = config.family == ModelFamily::kPaliGemma;
     info_.image_size = config.vision.image_size;
     info_.num_image_tokens = config.num_image_tokens;
     core_.model = loaded_.model.get();
+    core_.backend = backend_.get();
     core_.tokenizer = loaded_.tokenizer.get();
     core_.default_context = default_context;
     core_.stop_ids.assign(config.eos_ids.begin(), config.eos_ids.end());
@@ -144,7 +149,8 @@ class EngineImpl final : public Engine {
     if (!options.cache_type.empty() && !ParseDType(options.cache_type, &core_.cache_type)) {
       return InvalidArgument("cache type '" + options.cache_type + "' is not one of f32, f16, bf16, q8_0");
     }
-    return CheckKvCacheType(config, core_.cache_type);
+    GR_RETURN_IF_ERROR(CheckKvCacheType(config, core_.cache_type));
+    return backend_->CheckKvCache(core_.cache_type, config.head_dim);
   }
 
   const ModelInfo& info() const override { return info_; }
@@ -199,7 +205,7 @@ Result<std::unique_ptr<Session>> EngineImpl::NewSession(int64_t context_length, 
   shape.block_size = kKvBlockSize;
   shape.blocks_per_group = probe.WorstCaseBlocks(context, chunk);
   shape.recurrent_slots = config.family == ModelFamily::kRecurrentGemma ? 1 : 0;
-  GR_ASSIGN_OR_RETURN(KvPool pool, KvPool::Create(config, shape));
+  GR_ASSIGN_OR_RETURN(KvPool pool, KvPool::Create(config, shape, backend_->memory()));
   KvBlockManager blocks(groups, shape.blocks_per_group, kKvBlockSize, /*prefix_caching=*/false);
   GR_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> workspace, loaded_.model->NewWorkspace(chunk, chunk));
   return std::unique_ptr<Session>(std::make_unique<SessionImpl>(&core_, context, chunk, std::move(pool),
@@ -397,6 +403,8 @@ const char* StopReasonName(StopReason reason) {
   }
   return "unknown";
 }
+
+Status CheckDevice(std::string_view device) { return CheckBackendName(device); }
 
 Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, const EngineOptions& options) {
   auto engine = std::make_unique<EngineImpl>();

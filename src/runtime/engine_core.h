@@ -13,6 +13,7 @@ namespace gemmarun {
 
 struct EngineCore {
   const Model* model = nullptr;
+  Backend* backend = nullptr;            // the model's: KV pools and workspaces live on its device
   const Tokenizer* tokenizer = nullptr;  // null for a model folder without one
   std::vector<int32_t> stop_ids;         // EOS and end-of-turn
   DType cache_type = DType::kF16;

@@ -494,7 +494,7 @@ Result<std::unique_ptr<Scheduler>> CreateScheduler(const EngineCore& core, const
     if (groups[g].window > 0) blocks = std::min<int64_t>(blocks, per_sequence[g] * options.max_sequences);
     shape.blocks_per_group[g] = blocks;
   }
-  GR_ASSIGN_OR_RETURN(KvPool pool, KvPool::Create(config, shape));
+  GR_ASSIGN_OR_RETURN(KvPool pool, KvPool::Create(config, shape, core.backend->memory()));
   KvBlockManager blocks(groups, shape.blocks_per_group, kKvBlockSize,
                         options.prefix_cache && SupportsPrefixCache(config));
   GR_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> workspace,

@@ -59,6 +59,7 @@ Result<VerifyReport> VerifyFixture(const std::string& dir, const VerifyOptions& 
   namespace fs = std::filesystem;
   EngineOptions engine_options;
   engine_options.num_threads = options.num_threads;
+  engine_options.device = options.device;
   engine_options.matmul_precision = options.matmul_precision.empty() ? "f32" : options.matmul_precision;
   engine_options.cache_type = "f32";  // the float64 references leave no room for a rounded cache
   GR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(dir, engine_options));
@@ -85,6 +86,7 @@ Result<VerifyReport> VerifyFixture(const std::string& dir, const VerifyOptions& 
   VerifyReport report;
   report.fixture = dir;
   report.family = engine->info().family;
+  report.backend = engine->info().backend;
   const bool takes_image = engine->info().takes_image;
   Image image;
   if (takes_image) {
@@ -159,6 +161,7 @@ std::string VerifyReportToJson(const VerifyReport& report) {
   nlohmann::json json;
   json["fixture"] = report.fixture;
   json["family"] = report.family;
+  json["backend"] = report.backend;
   json["passed"] = report.passed;
   json["prompts"] = nlohmann::json::array();
   for (const PromptCheck& c : report.prompts) {

@@ -56,6 +56,26 @@ TEST(CliTest, VerifyFailsOnWrongReference) {
   EXPECT_NE(r.out.find("FAIL"), std::string::npos) << r.out << r.err;
 }
 
+TEST(CliTest, UnknownDeviceIsOneErrorLine) {
+  for (const char* command : {"generate --ids 2,369", "bench", "serve --port 0"}) {
+    ExpectOneLineError(RunGemmarun(std::string(command) + " -m " + DataDir() + "/gemma1_mqa --device tpu"),
+                       "device 'tpu' is not one of cpu, cuda, cuda:N");
+  }
+  ExpectOneLineError(RunGemmarun("verify --device cuda:one " + DataDir() + "/gemma1_mqa"), "cuda:one");
+}
+
+// --device cuda where it cannot run (no CUDA compiled in, or no GPU: this
+// machine) is one error line saying which; with a GPU the command runs and
+// the test has nothing to check (the cuda label covers that machine).
+TEST(CliTest, CudaDeviceWithoutAGpuIsOneErrorLine) {
+  const std::string command = "generate -m " + DataDir() + "/gemma1_mqa --ids 2,369,137,41,124,111,365 -n 4";
+  auto r = RunGemmarun(command + " --device cuda");
+  if (r.exit_code == 0) GTEST_SKIP() << "a GPU is present: " << r.out;
+  const bool built_with_cuda = RunGemmarun("--version").out.find("cuda") != std::string::npos;
+  ExpectOneLineError(r, built_with_cuda ? "device cuda: no CUDA GPU found" : "this build has no CUDA backend");
+  ExpectOneLineError(RunGemmarun(command + " --device cuda:3"), "cuda:3");
+}
+
 TEST(CliTest, GenerateFromIdsWithoutTokenizer) {
   auto r = RunGemmarun("generate -m " + DataDir() + "/gemma1_mqa --ids 2,369,137,41,124,111,365 -n 4");
   ASSERT_EQ(r.exit_code, 0) << r.err;

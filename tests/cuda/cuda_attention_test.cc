@@ -163,7 +163,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{8, 2, 64, DType::kF32}, Case{8, 1, 256, DType::kF16}, Case{4, 4, 128, DType::kBF16},
                       Case{8, 2, 256, DType::kBF16, /*window=*/20}, Case{8, 2, 32, DType::kF32, 0, /*softcap=*/0.5f},
                       Case{4, 2, 256, DType::kF16, 0, 0.0f, /*prefix_end=*/21},
-                      Case{8, 4, 256, DType::kF32, 24, 1.0f, 17}),
+                      Case{8, 4, 256, DType::kF32, 24, 1.0f, 17},
+                      // Head sizes below a warp and not a multiple of 32: the fixtures' 16 and 24.
+                      Case{4, 1, 16, DType::kF32}, Case{4, 2, 16, DType::kF32, /*window=*/8, /*softcap=*/0.5f},
+                      Case{4, 4, 24, DType::kF16}, Case{4, 1, 16, DType::kF32, 0, 0.0f, /*prefix_end=*/19},
+                      Case{2, 1, 80, DType::kBF16, 12}),
     [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
 
 TEST(CudaAttentionErrors, UnsupportedCacheReportsAStatus) {

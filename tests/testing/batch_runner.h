@@ -25,14 +25,15 @@ class BatchRunner {
     const TensorView* image = nullptr;  // features of its image tokens in this piece
   };
 
+  // The pool lives on `memory` (the model's backend's device).
   BatchRunner(const Model& model, int max_sequences, int64_t max_tokens, DType cache_type,
-              int64_t max_batch_tokens = 512)
+              int64_t max_batch_tokens = 512, DeviceMemory& memory = HostMemory())
       : model_(model),
         shape_(ShapeFor(model.config(), max_sequences, max_tokens, cache_type, max_batch_tokens)),
         blocks_(KvGroups(model.config()), shape_.blocks_per_group, kKvBlockSize, false),
         lengths_(max_sequences, 0),
         tokens_(max_sequences) {
-    auto pool = KvPool::Create(model.config(), shape_);
+    auto pool = KvPool::Create(model.config(), shape_, memory);
     EXPECT_TRUE(pool.ok()) << pool.status().message();
     pool_ = std::make_unique<KvPool>(std::move(*pool));
     for (int s = 0; s < max_sequences; ++s) {

@@ -40,7 +40,11 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a,
   const int64_t t = a.decode_rows[blockIdx.x], h = blockIdx.y;
   const int split = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int per_lane = static_cast<int>(a.head_dim / 32);
+  // Lane owns dims lane + 32 * i (i < per_lane): consecutive lanes read
+  // consecutive elements, and head sizes that are not a multiple of 32 (the
+  // fixtures' 16 and 24) leave the last lanes idle.
+  const int head_dim = static_cast<int>(a.head_dim);
+  const int per_lane = static_cast<int>((a.head_dim + 31) / 32);
   const DeviceSequence seq = a.sequences[a.row_sequence[t]];
   const int64_t index = seq.first_index + (t - seq.first_row);
   const int64_t lo = a.window > 0 ? max(int64_t{0}, index - a.window + 1) : int64_t{0};
@@ -52,21 +56,21 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a,
   const C* v_cache = static_cast<const C*>(a.v_cache);
 
   float q[kMaxPerLane], acc[kMaxPerLane];
-  const float* q_row = a.q + (t * a.heads + h) * a.head_dim + lane * per_lane;
+  const float* q_row = a.q + (t * a.heads + h) * a.head_dim + lane;
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) {
-    q[i] = i < per_lane ? q_row[i] : 0.0f;
+    q[i] = i < per_lane && lane + 32 * i < head_dim ? q_row[32 * i] : 0.0f;
     acc[i] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = begin + warp; j < end; j += kWarps) {
     const int64_t slot = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-    const int64_t offset = (slot * a.kv_heads + kv_head) * a.head_dim + lane * per_lane;
+    const int64_t offset = (slot * a.kv_heads + kv_head) * a.head_dim + lane;
     const C* k = k_cache + offset;
     float dot = 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
-      if (i < per_lane) dot += q[i] * CacheValue(k, i);
+      if (i < per_lane && lane + 32 * i < head_dim) dot += q[i] * CacheValue(k, 32 * i);
     }
     float s = WarpSum(dot) * a.scale;
     if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
@@ -76,7 +80,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a,
     const C* v = v_cache + offset;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
-      if (i < per_lane) acc[i] = acc[i] * correction + p * CacheValue(v, i);
+      if (i < per_lane && lane + 32 * i < head_dim) acc[i] = acc[i] * correction + p * CacheValue(v, 32 * i);
     }
     m = m_new;
   }
@@ -90,7 +94,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttention(AttentionLaunch a,
   }
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) {
-    if (i < per_lane) warp_acc[warp][lane * per_lane + i] = acc[i];
+    if (i < per_lane && lane + 32 * i < head_dim) warp_acc[warp][lane + 32 * i] = acc[i];
   }
   __syncthreads();
   float block_m = -INFINITY;
@@ -156,7 +160,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) TiledAttention(AttentionLaunc
   const DeviceSequence seq = a.sequences[tile.sequence];
   const int32_t* table = a.block_tables + seq.table_offset;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int per_lane = static_cast<int>(head_dim / 32);
+  const int per_lane = static_cast<int>((head_dim + 31) / 32);  // lane owns dims lane + 32 * i
   const int64_t first_index = seq.first_index + (tile.first_row - seq.first_row);
   auto lo_of = [&](int64_t index) { return a.window > 0 ? max(int64_t{0}, index - a.window + 1) : int64_t{0}; };
   auto hi_of = [&](int64_t index) { return index < seq.prefix_end ? seq.prefix_end : index + 1; };
@@ -218,7 +222,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) TiledAttention(AttentionLaunc
         const float* v = v_tile + key * head_dim + lane;
 #pragma unroll
         for (int i = 0; i < kMaxPerLane; ++i) {
-          if (i < per_lane) acc[r][i] += pk * v[32 * i];
+          if (i < per_lane && lane + 32 * i < head_dim) acc[r][i] += pk * v[32 * i];
         }
       }
     }
@@ -230,7 +234,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) TiledAttention(AttentionLaunc
     float* out = a.out + ((tile.first_row + row) * a.heads + h) * head_dim + lane;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
-      if (i < per_lane) out[32 * i] = acc[r][i] / l[r];
+      if (i < per_lane && lane + 32 * i < head_dim) out[32 * i] = acc[r][i] / l[r];
     }
   }
 }
@@ -266,7 +270,7 @@ __global__ void WriteKvKernel(const float* k, const float* v, const int64_t* slo
 
 bool AttentionSupports(DType cache_type, int64_t head_dim) {
   const bool type_ok = cache_type == DType::kF32 || cache_type == DType::kF16 || cache_type == DType::kBF16;
-  return type_ok && head_dim % 32 == 0 && head_dim <= 32 * kMaxPerLane;
+  return type_ok && head_dim > 0 && head_dim <= 32 * kMaxPerLane;
 }
 
 int64_t AttentionScratchFloats(int64_t tokens, int64_t heads, int64_t head_dim, int64_t max_keys) {

@@ -3,6 +3,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -47,6 +50,76 @@ class DeviceArena {
 
 size_t AlignUp(size_t bytes) { return (bytes + 255) & ~size_t{255}; }
 
+// Host spans reach the device through a ring of pinned memory mirrored on the
+// device: a span is copied into pinned memory and its transfer is enqueued
+// asynchronously (a copy from pageable memory stalls the CPU until the driver
+// has staged it, tens of such copies per decode step). Regions are handed out
+// in order and reused only after the stream has drained: at Synchronize, which
+// ends every forward pass, or when the ring is full. A span equal to one staged
+// since then (the positions every layer's RoPE reads, a KV group's slots) reuses
+// that device copy, which nothing overwrites before the ring starts over.
+class StagingRing {
+ public:
+  ~StagingRing() { Release(); }
+  // The device copy of `bytes` at host, or null when memory ran out.
+  void* Stage(const void* host, size_t bytes, cudaStream_t stream) {
+    for (const Span& s : recent_) {
+      if (s.bytes == bytes && (bytes == 0 || std::memcmp(host_ + s.offset, host, bytes) == 0)) {
+        return device_ + s.offset;
+      }
+    }
+    const size_t need = AlignUp(std::max<size_t>(bytes, 1));
+    if (used_ + need > size_) {
+      cudaStreamSynchronize(stream);  // every region in flight is done
+      Reset();
+      if (need > size_) {
+        Release();
+        const size_t size = std::max({need, size_ * 2, size_t{1} << 20});
+        if (cudaHostAlloc(reinterpret_cast<void**>(&host_), size, cudaHostAllocDefault) != cudaSuccess ||
+            cudaMalloc(reinterpret_cast<void**>(&device_), size) != cudaSuccess) {
+          cudaGetLastError();
+          Release();
+          return nullptr;
+        }
+        size_ = size;
+      }
+    }
+    const size_t offset = used_;
+    used_ += need;
+    if (bytes > 0) {
+      std::memcpy(host_ + offset, host, bytes);
+      cudaMemcpyAsync(device_ + offset, host_ + offset, bytes, cudaMemcpyHostToDevice, stream);
+    }
+    recent_[next_recent_++ % kRecent] = Span{offset, bytes};
+    return device_ + offset;
+  }
+  // After the stream has drained: every region may be reused.
+  void Reset() {
+    used_ = 0;
+    recent_.fill(Span{});
+    next_recent_ = 0;
+  }
+
+ private:
+  struct Span {
+    size_t offset = 0;
+    size_t bytes = SIZE_MAX;  // matches no span
+  };
+  static constexpr size_t kRecent = 8;
+  void Release() {
+    if (host_) cudaFreeHost(host_);
+    if (device_) cudaFree(device_);
+    host_ = device_ = nullptr;
+    size_ = 0;
+    Reset();
+  }
+  uint8_t* host_ = nullptr;
+  uint8_t* device_ = nullptr;
+  size_t size_ = 0, used_ = 0;
+  std::array<Span, kRecent> recent_{};
+  size_t next_recent_ = 0;
+};
+
 }  // namespace
 
 int CudaDeviceCount() {
@@ -64,7 +137,7 @@ struct CudaBackend::State {
   cudaStream_t stream = nullptr;
   cuda::LtGemm gemm;
   DeviceArena scratch;  // op-local temporaries (split partials, converted activations, tiles)
-  DeviceArena staged;   // host spans uploaded for the current op
+  StagingRing staged;   // host spans (ids, positions, slots, attention plans) on their way to the device
   Status error;         // first error since the last Synchronize
   ~State() {
     if (stream) cudaStreamDestroy(stream);
@@ -90,6 +163,38 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device, MatMulPreci
 CudaBackend::CudaBackend(std::unique_ptr<State> state) : state_(std::move(state)) {}
 CudaBackend::~CudaBackend() {
   if (state_ && state_->stream) cudaStreamSynchronize(state_->stream);
+}
+
+Device CudaBackend::device() const { return Device{Device::Kind::kCuda, state_->device}; }
+
+std::string CudaBackend::device_name() const {
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, state_->device) != cudaSuccess) {
+    cudaGetLastError();
+    return "unknown GPU";
+  }
+  return properties.name;
+}
+
+Status CudaBackend::CheckKvCache(DType dtype, int64_t head_dim) const {
+  if (cuda::AttentionSupports(dtype, head_dim)) return Status::Ok();
+  return Unsupported(std::string("the cuda backend has no ") + Name(dtype) + " KV cache for head_dim " +
+                     std::to_string(head_dim) + " (it takes f32, f16 or bf16, head_dim up to 256)");
+}
+
+void CudaBackend::Copy(void* device_dst, const void* device_src, size_t bytes) {
+  if (bytes == 0) return;
+  if (cudaError_t e = cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, state_->stream);
+      e != cudaSuccess && state_->error.ok()) {
+    state_->error = CudaError("copy", e);
+  }
+}
+
+void CudaBackend::Zero(void* device_dst, size_t bytes) {
+  if (bytes == 0) return;
+  if (cudaError_t e = cudaMemsetAsync(device_dst, 0, bytes, state_->stream); e != cudaSuccess && state_->error.ok()) {
+    state_->error = CudaError("zero fill", e);
+  }
 }
 
 Result<void*> CudaBackend::Allocate(size_t bytes) {
@@ -125,6 +230,7 @@ Status CudaBackend::Synchronize() {
   if (cudaError_t e = cudaStreamSynchronize(state_->stream); e != cudaSuccess && state_->error.ok()) {
     state_->error = CudaError("stream", e);
   }
+  state_->staged.Reset();  // the stream is drained: no staged copy is in flight
   Status error = std::move(state_->error);
   state_->error = Status::Ok();
   return error;
@@ -134,16 +240,9 @@ void CudaBackend::CheckLaunch(const char* op) {
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess && state_->error.ok()) state_->error = CudaError(op, e);
 }
 
-// Pageable-memory cudaMemcpyAsync copies the host bytes out before it returns,
-// so the span's owner may reuse them at once; the kernel reading the device copy
-// is ordered after it on the stream.
 void* CudaBackend::StageToDevice(const void* host, size_t bytes) {
-  void* device = state_->staged.Get(std::max<size_t>(bytes, 256), state_->stream);
-  if (device == nullptr) {
-    if (state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate staging memory");
-    return nullptr;
-  }
-  if (bytes > 0) cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, state_->stream);
+  void* device = state_->staged.Stage(host, bytes, state_->stream);
+  if (device == nullptr && state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate staging memory");
   return device;
 }
 

@@ -1,5 +1,5 @@
 // The CUDA implementation of Backend. Every TensorView handed to it points to
-// device memory (allocated and filled through DeviceMemory below); the spans of
+// device memory (allocated and filled through its DeviceMemory side); the spans of
 // the interface (positions, ids, slots, sequences, block tables) are host
 // memory, uploaded per call through a pinned staging buffer. Ops are enqueued on
 // one stream and return at once; a launch or runtime error is kept and returned
@@ -9,25 +9,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "gemmarun/status.h"
 #include "ops/backend.h"
+#include "tensor/device.h"
 
 namespace gemmarun {
-
-// What a device backend needs beyond the ops; the lead folds this into Backend.
-class DeviceMemory {
- public:
-  virtual ~DeviceMemory() = default;
-  virtual Result<void*> Allocate(size_t bytes) = 0;  // ResourceExhausted when the device is full
-  virtual void Free(void* device_ptr) = 0;
-  // Copies are ordered with the ops of the backend's stream. Upload returns once
-  // host_src may be reused; Download once host_dst holds the bytes.
-  virtual Status Upload(void* device_dst, const void* host_src, size_t bytes) = 0;
-  virtual Status Download(void* host_dst, const void* device_src, size_t bytes) = 0;
-  // Waits for every enqueued op; returns the first error since the last call.
-  virtual Status Synchronize() = 0;
-};
 
 // Number of usable CUDA devices; 0 when there is no driver or GPU.
 int CudaDeviceCount();
@@ -41,11 +29,18 @@ class CudaBackend final : public Backend, public DeviceMemory {
 
   const char* name() const override { return "cuda"; }
   int num_threads() const override { return 1; }
+  DeviceMemory& memory() override { return *this; }
+  Status CheckKvCache(DType dtype, int64_t head_dim) const override;
+  // The device's name as the driver reports it ("NVIDIA H200").
+  std::string device_name() const;
 
+  Device device() const override;
   Result<void*> Allocate(size_t bytes) override;
   void Free(void* device_ptr) override;
   Status Upload(void* device_dst, const void* host_src, size_t bytes) override;
   Status Download(void* host_dst, const void* device_src, size_t bytes) override;
+  void Copy(void* device_dst, const void* device_src, size_t bytes) override;
+  void Zero(void* device_dst, size_t bytes) override;
   Status Synchronize() override;
 
   // Rows of t at or below this use the fused matrix-vector kernels; more go to cuBLASLt.
