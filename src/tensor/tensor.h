@@ -51,7 +51,7 @@ struct TensorView {
   void* data = nullptr;
   DType dtype = DType::kF32;
   Shape shape;
-  Device device;
+  Device device = Device{};  // where data lives (host unless a device backend allocated it)
 
   template <class T>
   T* as() const { return static_cast<T*>(data); }
