@@ -27,6 +27,7 @@
 #include "tensor/dtype.h"
 #include "tensor/tensor.h"
 #include "testing/batch_runner.h"
+#include "testing/forwarding_backend.h"
 
 namespace gemmarun {
 namespace {
@@ -150,62 +151,19 @@ double RmsDiff(const std::vector<float>& a, const std::vector<float>& b) {
 // activations of bf16-weight matrices to bf16 before handing them on: kBF16's
 // arithmetic built from parts the golden tests already pin, whatever kernel
 // implements the real thing.
-class RoundingBackend final : public Backend {
+class RoundingBackend final : public testing::ForwardingBackend {
  public:
-  explicit RoundingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
-  const char* name() const override { return inner_->name(); }
-  int num_threads() const override { return inner_->num_threads(); }
+  explicit RoundingBackend(std::unique_ptr<Backend> inner) : ForwardingBackend(std::move(inner)) {}
 
   void MatMul(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out) override {
-    if (w.dtype != DType::kBF16) return inner_->MatMul(x, w, bias, out);
+    if (w.dtype != DType::kBF16) return inner().MatMul(x, w, bias, out);
     const size_t count = static_cast<size_t>(x.shape.elements());
     rounded_.resize(count);
     for (size_t i = 0; i < count; ++i) rounded_[i] = BF16ToF32(F32ToBF16(x.f32()[i]));
-    inner_->MatMul(TensorView{rounded_.data(), DType::kF32, x.shape}, w, bias, out);
-  }
-  void Embed(const TensorView& table, std::span<const int32_t> ids, float scale, const TensorView& out) override {
-    inner_->Embed(table, ids, scale, out);
-  }
-  void RmsNorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& out) override {
-    inner_->RmsNorm(x, weight, eps, out);
-  }
-  void LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias, float eps,
-                 const TensorView& out) override {
-    inner_->LayerNorm(x, weight, bias, eps, out);
-  }
-  void Rope(const TensorView& x, std::span<const float> positions, int rotary_dim, float theta,
-            float position_scale) override {
-    inner_->Rope(x, positions, rotary_dim, theta, position_scale);
-  }
-  void Attention(const AttentionArgs& args) override { inner_->Attention(args); }
-  void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
-               const KvCacheView& cache) override {
-    inner_->WriteKv(k, v, slots, cache);
-  }
-  void GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) override {
-    inner_->GeluMul(gate, up, out);
-  }
-  void Gelu(const TensorView& x) override { inner_->Gelu(x); }
-  void Add(const TensorView& a, const TensorView& b, const TensorView& out) override { inner_->Add(a, b, out); }
-  void Mul(const TensorView& a, const TensorView& b, const TensorView& out) override { inner_->Mul(a, b, out); }
-  void SoftCap(const TensorView& x, float cap) override { inner_->SoftCap(x, cap); }
-  void CopyRows(const TensorView& src, const TensorView& dst) override { inner_->CopyRows(src, dst); }
-  void CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias, const TensorView& state,
-                    const TensorView& out) override {
-    inner_->CausalConv1D(x, weight, bias, state, out);
-  }
-  void BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
-                           const TensorView& out) override {
-    inner_->BlockDiagonalMatMul(x, w, bias, out);
-  }
-  void RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
-             const TensorView& recurrent_param, int64_t first_index, const TensorView& state,
-             const TensorView& out) override {
-    inner_->RgLru(x, input_gate, recurrent_gate, recurrent_param, first_index, state, out);
+    inner().MatMul(TensorView{rounded_.data(), DType::kF32, x.shape}, w, bias, out);
   }
 
  private:
-  std::unique_ptr<Backend> inner_;
   std::vector<float> rounded_;
 };
 

@@ -17,6 +17,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "runtime/model_source.h"
 #include "testing/batch_runner.h"
+#include "testing/forwarding_backend.h"
 
 namespace gemmarun {
 namespace {
@@ -64,60 +65,14 @@ class FakeDeviceMemory final : public DeviceMemory {
 };
 
 // The CPU backend's ops on the fake device's (host) memory.
-class FakeDeviceBackend final : public Backend {
+class FakeDeviceBackend final : public testing::ForwardingBackend {
  public:
   explicit FakeDeviceBackend(std::shared_ptr<FakeDeviceMemory> memory)
-      : inner_(CreateCpuBackend(2, MatMulPrecision::kF32)), memory_(std::move(memory)) {}
+      : ForwardingBackend(CreateCpuBackend(2, MatMulPrecision::kF32)), memory_(std::move(memory)) {}
   const char* name() const override { return "fake-device"; }
-  int num_threads() const override { return inner_->num_threads(); }
   DeviceMemory& memory() override { return *memory_; }
 
-  void MatMul(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out) override {
-    inner_->MatMul(x, w, bias, out);
-  }
-  void Embed(const TensorView& table, std::span<const int32_t> ids, float scale, const TensorView& out) override {
-    inner_->Embed(table, ids, scale, out);
-  }
-  void RmsNorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& out) override {
-    inner_->RmsNorm(x, weight, eps, out);
-  }
-  void LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias, float eps,
-                 const TensorView& out) override {
-    inner_->LayerNorm(x, weight, bias, eps, out);
-  }
-  void Rope(const TensorView& x, std::span<const float> positions, int rotary_dim, float theta,
-            float position_scale) override {
-    inner_->Rope(x, positions, rotary_dim, theta, position_scale);
-  }
-  void Attention(const AttentionArgs& args) override { inner_->Attention(args); }
-  void WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
-               const KvCacheView& cache) override {
-    inner_->WriteKv(k, v, slots, cache);
-  }
-  void GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) override {
-    inner_->GeluMul(gate, up, out);
-  }
-  void Gelu(const TensorView& x) override { inner_->Gelu(x); }
-  void Add(const TensorView& a, const TensorView& b, const TensorView& out) override { inner_->Add(a, b, out); }
-  void Mul(const TensorView& a, const TensorView& b, const TensorView& out) override { inner_->Mul(a, b, out); }
-  void SoftCap(const TensorView& x, float cap) override { inner_->SoftCap(x, cap); }
-  void CopyRows(const TensorView& src, const TensorView& dst) override { inner_->CopyRows(src, dst); }
-  void CausalConv1D(const TensorView& x, const TensorView& weight, const TensorView& bias, const TensorView& state,
-                    const TensorView& out) override {
-    inner_->CausalConv1D(x, weight, bias, state, out);
-  }
-  void BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
-                           const TensorView& out) override {
-    inner_->BlockDiagonalMatMul(x, w, bias, out);
-  }
-  void RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
-             const TensorView& recurrent_param, int64_t first_index, const TensorView& state,
-             const TensorView& out) override {
-    inner_->RgLru(x, input_gate, recurrent_gate, recurrent_param, first_index, state, out);
-  }
-
  private:
-  std::unique_ptr<Backend> inner_;
   std::shared_ptr<FakeDeviceMemory> memory_;
 };
 
