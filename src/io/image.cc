@@ -13,21 +13,7 @@
 #include "io/json_util.h"
 #include "io/mapped_file.h"
 
-// stb_image is compiled here, once. Debian's libstb-dev also ships libstb.so, but
-// building the decoder in keeps it to the two formats we accept (a smaller attack
-// surface for files users hand us) and adds no runtime dependency.
-// STB_IMAGE_STATIC keeps its symbols private to this file.
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_NO_STDIO  // we read the file ourselves, so errors name it
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#include <stb_image.h>
-#pragma GCC diagnostic pop
+#include <stb_image.h>  // declarations; the decoder is compiled in stb_image_impl.cc
 
 namespace gemmarun {
 namespace {
