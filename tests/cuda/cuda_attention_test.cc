@@ -59,7 +59,9 @@ class CudaAttentionTest : public ::testing::TestWithParam<Case> {
 // WriteKv, then attends the call's rows. Returns {device output, reference output}.
 std::pair<std::vector<float>, std::vector<float>> RunAttention(CudaBackend* backend, const Case& c, int64_t window,
                                                       float softcap, int64_t prefix_end) {
-  const std::vector<SequenceSpec> specs = {{0, 37}, {150, 1}, {60, 5}, {200, 1}};
+  // Sequence 0 (the prefix-LM one) is long enough for the GEMM path, {100, 37}
+  // takes the tiled kernel, the single rows the split (decode) kernel.
+  const std::vector<SequenceSpec> specs = {{0, 70}, {150, 1}, {60, 5}, {200, 1}, {100, 37}};
   const int64_t kv_dim = c.kv_heads * c.head_dim;
   // Physical blocks in shuffled order, handed out to the sequences in turn.
   std::vector<int32_t> physical(kNumBlocks);
@@ -169,6 +171,19 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{4, 4, 24, DType::kF16}, Case{4, 1, 16, DType::kF32, 0, 0.0f, /*prefix_end=*/19},
                       Case{2, 1, 80, DType::kBF16, 12}),
     [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
+
+// The GEMM path in bf16 precision (tensor cores; bf16 queries, keys, values and
+// probabilities): within bf16 rounding of the f32 reference, window and cap on.
+TEST(CudaAttentionBf16, LongPrefillWithinBf16Rounding) {
+  GR_SKIP_WITHOUT_GPU();
+  CudaBackend* backend = testing::SharedCudaBackend(MatMulPrecision::kBF16);
+  ASSERT_NE(backend, nullptr);
+  const Case c{8, 2, 256, DType::kBF16, /*window=*/20, /*softcap=*/0.5f};
+  auto [actual, expected] = RunAttention(backend, c, c.window, c.softcap, 0);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  EXPECT_LE(MaxDiff(actual, expected), 3e-2);
+  EXPECT_GT(MaxDiff(actual, RunAttention(backend, c, 0, c.softcap, 0).second), 1e-1) << "the window matters";
+}
 
 TEST(CudaAttentionErrors, UnsupportedCacheReportsAStatus) {
   GR_SKIP_WITHOUT_GPU();

@@ -6,6 +6,7 @@
 // skips without a GPU (the real-model test also without GEMMARUN_REAL_GGUF).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -117,6 +118,48 @@ TEST_P(CudaSchedulerTest, BatchedSequencesDecodeAsOnTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaSchedulerTest, ::testing::Values("gemma2", "gemma3", "recurrentgemma"));
+
+// Every logit of a prefill and 240 decode steps, with CUDA graphs on or off
+// (GEMMARUN_CUDA_GRAPHS, read when the backend is created).
+Result<std::vector<float>> DecodeLogits(const std::string& dir, bool graphs) {
+  setenv("GEMMARUN_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+  EngineOptions options;
+  options.device = "cuda";
+  options.matmul_precision = "f32";
+  options.cache_type = "f32";
+  auto engine = Engine::Load(dir, options);
+  unsetenv("GEMMARUN_CUDA_GRAPHS");
+  GR_RETURN_IF_ERROR(engine.status());
+  GR_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, (*engine)->NewSession(256));
+  std::vector<int32_t> next = {2, 17, 250, 3, 99, 400, 12};
+  std::vector<float> all;
+  for (int step = 0; step <= 240; ++step) {
+    GR_ASSIGN_OR_RETURN(Logits logits, session->Prefill(next));
+    all.insert(all.end(), logits.values.begin(), logits.values.end());
+    const std::span<const float> last = logits.row(logits.rows - 1);
+    next = {static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin())};
+  }
+  return all;
+}
+
+class CudaGraphTest : public ::testing::TestWithParam<const char*> {};
+
+// A replayed graph runs the recorded launches on the same buffers: bit for bit
+// the pass launched op by op.
+TEST_P(CudaGraphTest, ReplayedPassesEqualLaunchedOnesBitwise) {
+  GR_SKIP_WITHOUT_GPU();
+  const std::string dir = DataDir() + "/" + GetParam();
+  auto eager = DecodeLogits(dir, false);
+  ASSERT_TRUE(eager.ok()) << eager.status().message();
+  auto graphs = DecodeLogits(dir, true);
+  ASSERT_TRUE(graphs.ok()) << graphs.status().message();
+  ASSERT_EQ(graphs->size(), eager->size());
+  size_t differ = 0;
+  for (size_t i = 0; i < eager->size(); ++i) differ += (*eager)[i] != (*graphs)[i];
+  EXPECT_EQ(differ, 0u) << "of " << eager->size() << " logits";
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGraphTest, ::testing::Values("gemma1_mqa", "gemma2", "gemma3", "recurrentgemma"));
 
 Result<std::string> GreedyText(const std::string& path, const std::string& device, int tokens) {
   EngineOptions options;

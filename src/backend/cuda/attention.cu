@@ -266,7 +266,124 @@ __global__ void WriteKvKernel(const float* k, const float* v, const int64_t* slo
   }
 }
 
+template <class C>
+__device__ __forceinline__ void StoreAs(DType type, void* base, int64_t i, float v) {
+  if (type == DType::kBF16) {
+    static_cast<uint16_t*>(base)[i] = ToBF16Bits(v);
+  } else {
+    static_cast<float*>(base)[i] = v;
+  }
+}
+
+template <class C>
+__global__ void GatherKvKernel(GemmAttentionPlan p) {
+  const int64_t j = blockIdx.x, kv_head = blockIdx.y;
+  const int64_t dst = (kv_head * p.keys_padded + j) * p.head_dim;
+  int64_t src = -1;
+  if (j < p.keys) {
+    const int64_t key = p.key_lo + j;
+    const int64_t slot = static_cast<int64_t>(p.block_table[key / p.block_size]) * p.block_size + key % p.block_size;
+    src = (slot * p.kv_heads + kv_head) * p.head_dim;
+  }
+  const C* k = static_cast<const C*>(p.k_cache);
+  const C* v = static_cast<const C*>(p.v_cache);
+  for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) {
+    StoreAs<C>(p.gemm_type, p.kc, dst + d, src >= 0 ? CacheValue(k + src, static_cast<int>(d)) : 0.0f);
+    StoreAs<C>(p.gemm_type, p.vc, dst + d, src >= 0 ? CacheValue(v + src, static_cast<int>(d)) : 0.0f);
+  }
+}
+
+__global__ void PackQueriesKernel(GemmAttentionPlan p) {
+  const int64_t r = blockIdx.x / p.heads, h = blockIdx.x % p.heads;
+  const int64_t group = p.heads / p.kv_heads;
+  const int64_t dst = ((h / group) * p.rows * group + r * group + h % group) * p.head_dim;
+  const float* src = p.q + ((p.first_row + r) * p.heads + h) * p.head_dim;
+  for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) StoreAs<float>(p.gemm_type, p.qp, dst + d, src[d]);
+}
+
+// One block per score row: scale, soft-cap, mask (window, causality, prefix),
+// softmax, probabilities normalized (so the second GEMM gives the output).
+__global__ void MaskedSoftmaxKernel(GemmAttentionPlan p) {
+  const int64_t group = p.heads / p.kv_heads;
+  const int64_t r = (blockIdx.x % (p.rows * group)) / group;
+  const int64_t index = p.first_index + r;
+  const int64_t lo = p.window > 0 ? max(int64_t{0}, index - p.window + 1) : int64_t{0};
+  const int64_t hi = index < p.prefix_end ? p.prefix_end : index + 1;
+  const float* row = p.scores + static_cast<int64_t>(blockIdx.x) * p.keys_padded;
+  auto score = [&](int64_t j, bool* visible) {
+    const int64_t key = p.key_lo + j;
+    *visible = j < p.keys && key >= lo && key < hi;
+    float s = row[j] * p.scale;
+    if (p.softcap > 0.0f) s = p.softcap * tanhf(s / p.softcap);
+    return s;
+  };
+  __shared__ float reduce[32];
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < p.keys_padded; j += blockDim.x) {
+    bool visible;
+    const float s = score(j, &visible);
+    if (visible) m = fmaxf(m, s);
+  }
+  m = WarpMax(m);
+  if (threadIdx.x % 32 == 0) reduce[threadIdx.x / 32] = m;
+  __syncthreads();
+  m = -INFINITY;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) m = fmaxf(m, reduce[w]);
+  __syncthreads();
+  float l = 0.0f;
+  for (int64_t j = threadIdx.x; j < p.keys_padded; j += blockDim.x) {
+    bool visible;
+    const float s = score(j, &visible);
+    if (visible) l += expf(s - m);
+  }
+  l = WarpSum(l);
+  if (threadIdx.x % 32 == 0) reduce[threadIdx.x / 32] = l;
+  __syncthreads();
+  l = 0.0f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) l += reduce[w];
+  const float inv = 1.0f / l;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * p.keys_padded;
+  for (int64_t j = threadIdx.x; j < p.keys_padded; j += blockDim.x) {
+    bool visible;
+    const float s = score(j, &visible);
+    StoreAs<float>(p.gemm_type, p.probs, base + j, visible ? expf(s - m) * inv : 0.0f);
+  }
+}
+
+__global__ void ScatterOutputsKernel(GemmAttentionPlan p) {
+  const int64_t r = blockIdx.x / p.heads, h = blockIdx.x % p.heads;
+  const int64_t group = p.heads / p.kv_heads;
+  const float* src = p.outputs + ((h / group) * p.rows * group + r * group + h % group) * p.head_dim;
+  float* dst = p.out + ((p.first_row + r) * p.heads + h) * p.head_dim;
+  for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) dst[d] = src[d];
+}
+
 }  // namespace
+
+void LaunchGatherKv(const GemmAttentionPlan& plan, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(plan.keys_padded), static_cast<unsigned>(plan.kv_heads));
+  const unsigned threads = static_cast<unsigned>(std::min<int64_t>(256, (plan.head_dim + 31) / 32 * 32));
+  switch (plan.cache_type) {
+    case DType::kF32: GatherKvKernel<float><<<grid, threads, 0, stream>>>(plan); break;
+    case DType::kF16: GatherKvKernel<__half><<<grid, threads, 0, stream>>>(plan); break;
+    case DType::kBF16: GatherKvKernel<__nv_bfloat16><<<grid, threads, 0, stream>>>(plan); break;
+    default: break;
+  }
+}
+
+void LaunchPackQueries(const GemmAttentionPlan& plan, cudaStream_t stream) {
+  const unsigned threads = static_cast<unsigned>(std::min<int64_t>(256, (plan.head_dim + 31) / 32 * 32));
+  PackQueriesKernel<<<static_cast<unsigned>(plan.rows * plan.heads), threads, 0, stream>>>(plan);
+}
+
+void LaunchMaskedSoftmax(const GemmAttentionPlan& plan, cudaStream_t stream) {
+  MaskedSoftmaxKernel<<<static_cast<unsigned>(plan.rows * plan.heads), 256, 0, stream>>>(plan);
+}
+
+void LaunchScatterOutputs(const GemmAttentionPlan& plan, cudaStream_t stream) {
+  const unsigned threads = static_cast<unsigned>(std::min<int64_t>(256, (plan.head_dim + 31) / 32 * 32));
+  ScatterOutputsKernel<<<static_cast<unsigned>(plan.rows * plan.heads), threads, 0, stream>>>(plan);
+}
 
 bool AttentionSupports(DType cache_type, int64_t head_dim) {
   const bool type_ok = cache_type == DType::kF32 || cache_type == DType::kF16 || cache_type == DType::kBF16;

@@ -5,12 +5,16 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch_log.h"
+#include "backend/cuda/op_profile.h"
 #include "base/check.h"
 
 namespace gemmarun {
@@ -31,6 +35,7 @@ class DeviceArena {
   ~DeviceArena() {
     if (data_) cudaFree(data_);
   }
+  bool Fits(size_t bytes) const { return bytes <= size_; }
   void* Get(size_t bytes, cudaStream_t stream) {
     if (bytes <= size_) return data_;
     cudaStreamSynchronize(stream);
@@ -61,6 +66,24 @@ size_t AlignUp(size_t bytes) { return (bytes + 255) & ~size_t{255}; }
 class StagingRing {
  public:
   ~StagingRing() { Release(); }
+  // Whether Stage(bytes) would first have to wait for the stream and start over.
+  bool Full(size_t bytes) const { return used_ + AlignUp(std::max<size_t>(bytes, 1)) > size_; }
+  // Like Stage, but the transfer waits for CopyDeferred, which moves every span
+  // staged since in one copy; no span is shared, so the device addresses depend
+  // on the sizes staged alone. The ring must not be Full(bytes).
+  void* StageDeferred(const void* host, size_t bytes) {
+    const size_t offset = used_;
+    used_ += AlignUp(std::max<size_t>(bytes, 1));
+    if (bytes > 0) std::memcpy(host_ + offset, host, bytes);
+    return device_ + offset;
+  }
+  void CopyDeferred(cudaStream_t stream) {
+    if (used_ > deferred_from_) {
+      cudaMemcpyAsync(device_ + deferred_from_, host_ + deferred_from_, used_ - deferred_from_,
+                      cudaMemcpyHostToDevice, stream);
+    }
+    deferred_from_ = used_;
+  }
   // The device copy of `bytes` at host, or null when memory ran out.
   void* Stage(const void* host, size_t bytes, cudaStream_t stream) {
     for (const Span& s : recent_) {
@@ -95,7 +118,7 @@ class StagingRing {
   }
   // After the stream has drained: every region may be reused.
   void Reset() {
-    used_ = 0;
+    used_ = deferred_from_ = 0;
     recent_.fill(Span{});
     next_recent_ = 0;
   }
@@ -115,7 +138,7 @@ class StagingRing {
   }
   uint8_t* host_ = nullptr;
   uint8_t* device_ = nullptr;
-  size_t size_ = 0, used_ = 0;
+  size_t size_ = 0, used_ = 0, deferred_from_ = 0;
   std::array<Span, kRecent> recent_{};
   size_t next_recent_ = 0;
 };
@@ -139,7 +162,52 @@ struct CudaBackend::State {
   DeviceArena scratch;  // op-local temporaries (split partials, converted activations, tiles)
   StagingRing staged;   // host spans (ids, positions, slots, attention plans) on their way to the device
   Status error;         // first error since the last Synchronize
+  std::unique_ptr<cuda::OpProfile> profile;  // GEMMARUN_CUDA_PROFILE
+
+  // CUDA graphs. A pass (the ops between two Synchronize calls) is recorded, not
+  // launched; at its Synchronize it replays the graph of an equal earlier pass,
+  // or is captured into one when it equals the pass before it (a decode step
+  // like the last), or else runs as recorded. An op that cannot be recorded
+  // (cuBLASLt GEMMs, transfers) first runs what was recorded: the rest of that
+  // pass is launched as it comes.
+  struct Graph {
+    cuda::LaunchLog launches;
+    cudaGraphExec_t exec = nullptr;
+  };
+  static constexpr size_t kMaxGraphs = 8;
+  bool graphs_enabled = false;
+  bool recording = false;  // this pass's ops go to `launches`
+  // While recording, a launch that may merge with the next op waits here: matrix-
+  // vector products of one x (q, k, v; gate and up, with the GeluMul after them)
+  // become one launch, and a residual Add becomes one launch with the RmsNorm of
+  // its sum. Each value is computed as the separate kernels compute it.
+  enum class Held { kNone, kGemv, kAdd };
+  Held held = Held::kNone;
+  struct HeldGemv {
+    DType type;
+    int64_t k;
+    const float* x;
+    int t_count;
+    cuda::GemvTargets targets;
+  } held_gemv{};
+  struct HeldAdd {
+    const float* a;
+    const float* b;
+    float* out;
+    int64_t count;
+  } held_add{};
+  cuda::LaunchLog launches, previous;
+  std::vector<Graph> graphs;  // most recently used first
+  int64_t replays = 0, captures = 0, launched_passes = 0;  // GEMMARUN_CUDA_GRAPH_STATS prints them at exit
+
   ~State() {
+    if (const char* stats = std::getenv("GEMMARUN_CUDA_GRAPH_STATS"); stats != nullptr && *stats == '1') {
+      std::fprintf(stderr, "cuda graphs: %lld passes replayed, %lld captured, %lld recorded passes launched op by op\n",
+                   static_cast<long long>(replays), static_cast<long long>(captures),
+                   static_cast<long long>(launched_passes));
+    }
+    for (Graph& g : graphs) cudaGraphExecDestroy(g.exec);
+    profile.reset();
     if (stream) cudaStreamDestroy(stream);
   }
 };
@@ -157,6 +225,10 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device, MatMulPreci
     return CudaError("create stream", e);
   }
   GR_RETURN_IF_ERROR(state->gemm.Init(kLtWorkspaceBytes));
+  if (cuda::OpProfile::Requested()) state->profile = std::make_unique<cuda::OpProfile>(state->stream);
+  const char* graphs = std::getenv("GEMMARUN_CUDA_GRAPHS");
+  state->graphs_enabled = !state->profile && !(graphs != nullptr && std::strcmp(graphs, "0") == 0);
+  state->recording = state->graphs_enabled;
   return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(state)));
 }
 
@@ -182,19 +254,118 @@ Status CudaBackend::CheckKvCache(DType dtype, int64_t head_dim) const {
                      std::to_string(head_dim) + " (it takes f32, f16 or bf16, head_dim up to 256)");
 }
 
+namespace {
+// Launchers of the stream's own copy and fill, so that passes can record them.
+void CopyOnDevice(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream);
+}
+void ZeroOnDevice(void* dst, size_t bytes, cudaStream_t stream) { cudaMemsetAsync(dst, 0, bytes, stream); }
+}  // namespace
+
+void CudaBackend::ReleaseHeld() {
+  State& s = *state_;
+  const State::Held held = s.held;
+  s.held = State::Held::kNone;
+  if (held == State::Held::kGemv) {
+    const State::HeldGemv& g = s.held_gemv;
+    s.launches.Add(&cuda::LaunchGemvGroup, g.type, g.targets, g.k, g.x, g.t_count);
+  } else if (held == State::Held::kAdd) {
+    const State::HeldAdd& a = s.held_add;
+    s.launches.Add(&cuda::LaunchAdd, a.a, a.b, a.out, a.count);
+  }
+}
+
+template <class Fn, class... A>
+void CudaBackend::Enqueue(Fn* launcher, const A&... args) {
+  if (state_->recording) {
+    ReleaseHeld();
+    state_->launches.Add(launcher, args...);
+  } else {
+    launcher(args..., state_->stream);
+  }
+}
+
+void CudaBackend::StopRecording() {
+  State& s = *state_;
+  if (!s.recording) return;
+  ReleaseHeld();
+  s.recording = false;
+  s.staged.CopyDeferred(s.stream);
+  if (s.launches.empty()) return;  // a transfer between passes (the logits): the last pass still counts
+  s.launches.Replay(s.stream);
+  s.launches.Clear();
+  s.previous.Clear();
+}
+
+void* CudaBackend::Scratch(size_t bytes) {
+  if (state_->recording && !state_->scratch.Fits(bytes)) StopRecording();  // recorded ops use the old buffer
+  return state_->scratch.Get(bytes, state_->stream);
+}
+
+void CudaBackend::RunRecordedPass() {
+  State& s = *state_;
+  if (s.recording) ReleaseHeld();
+  s.recording = false;
+  if (s.launches.empty()) return;
+  s.staged.CopyDeferred(s.stream);
+  for (size_t i = 0; i < s.graphs.size(); ++i) {
+    if (s.graphs[i].launches == s.launches) {
+      if (cudaError_t e = cudaGraphLaunch(s.graphs[i].exec, s.stream); e != cudaSuccess && s.error.ok()) {
+        s.error = CudaError("graph launch", e);
+      }
+      std::rotate(s.graphs.begin(), s.graphs.begin() + i, s.graphs.begin() + i + 1);
+      ++s.replays;
+      s.launches.Clear();
+      return;
+    }
+  }
+  if (!(s.launches == s.previous)) {  // a pass unlike the last: not worth a graph yet
+    ++s.launched_passes;
+    s.launches.Replay(s.stream);
+    std::swap(s.previous, s.launches);
+    s.launches.Clear();
+    return;
+  }
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  cudaError_t e = cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal);
+  if (e == cudaSuccess) {
+    s.launches.Replay(s.stream);
+    e = cudaStreamEndCapture(s.stream, &graph);
+  }
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (e == cudaSuccess) e = cudaGraphLaunch(exec, s.stream);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    if (exec) cudaGraphExecDestroy(exec);
+    std::fprintf(stderr, "warning: cuda: graph capture failed (%s); passes run without graphs\n",
+                 cudaGetErrorString(e));
+    s.graphs_enabled = false;
+    s.launches.Replay(s.stream);
+    s.launches.Clear();
+    return;
+  }
+  if (s.graphs.size() == State::kMaxGraphs) {
+    cudaGraphExecDestroy(s.graphs.back().exec);
+    s.graphs.pop_back();
+  }
+  s.graphs.insert(s.graphs.begin(), State::Graph{std::move(s.launches), exec});
+  ++s.captures;
+  s.launches.Clear();
+  s.previous.Clear();
+}
+
 void CudaBackend::Copy(void* device_dst, const void* device_src, size_t bytes) {
   if (bytes == 0) return;
-  if (cudaError_t e = cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, state_->stream);
-      e != cudaSuccess && state_->error.ok()) {
-    state_->error = CudaError("copy", e);
-  }
+  Enqueue(&CopyOnDevice, device_dst, device_src, bytes);
+  CheckLaunch("copy");
 }
 
 void CudaBackend::Zero(void* device_dst, size_t bytes) {
   if (bytes == 0) return;
-  if (cudaError_t e = cudaMemsetAsync(device_dst, 0, bytes, state_->stream); e != cudaSuccess && state_->error.ok()) {
-    state_->error = CudaError("zero fill", e);
-  }
+  Enqueue(&ZeroOnDevice, device_dst, bytes);
+  CheckLaunch("zero fill");
 }
 
 Result<void*> CudaBackend::Allocate(size_t bytes) {
@@ -211,6 +382,7 @@ void CudaBackend::Free(void* device_ptr) {
 }
 
 Status CudaBackend::Upload(void* device_dst, const void* host_src, size_t bytes) {
+  StopRecording();  // what the pass recorded so far comes first
   if (cudaError_t e = cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, state_->stream);
       e != cudaSuccess) {
     return CudaError("upload", e);
@@ -219,6 +391,7 @@ Status CudaBackend::Upload(void* device_dst, const void* host_src, size_t bytes)
 }
 
 Status CudaBackend::Download(void* host_dst, const void* device_src, size_t bytes) {
+  StopRecording();
   if (cudaError_t e = cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, state_->stream);
       e != cudaSuccess) {
     return CudaError("download", e);
@@ -227,21 +400,36 @@ Status CudaBackend::Download(void* host_dst, const void* device_src, size_t byte
 }
 
 Status CudaBackend::Synchronize() {
+  RunRecordedPass();
   if (cudaError_t e = cudaStreamSynchronize(state_->stream); e != cudaSuccess && state_->error.ok()) {
     state_->error = CudaError("stream", e);
   }
   state_->staged.Reset();  // the stream is drained: no staged copy is in flight
+  if (state_->profile) state_->profile->EndPass();
+  state_->recording = state_->graphs_enabled;  // the next pass
   Status error = std::move(state_->error);
   state_->error = Status::Ok();
   return error;
 }
 
 void CudaBackend::CheckLaunch(const char* op) {
+  if (state_->recording) return;  // nothing was launched yet
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess && state_->error.ok()) state_->error = CudaError(op, e);
+  if (state_->profile) state_->profile->Mark(op);
+}
+
+void CudaBackend::CheckMatMulLaunch(const char* op, const TensorView& w, int64_t rows) {
+  if (!state_->profile || state_->recording) return CheckLaunch(op);
+  const std::string label = std::string(op) + " " + Name(w.dtype) + " " + std::to_string(w.shape.rows()) + "x" +
+                            std::to_string(w.shape.cols()) + " t" + std::to_string(rows);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess && state_->error.ok()) state_->error = CudaError(op, e);
+  state_->profile->Mark(label);
 }
 
 void* CudaBackend::StageToDevice(const void* host, size_t bytes) {
-  void* device = state_->staged.Stage(host, bytes, state_->stream);
+  if (state_->recording && state_->staged.Full(bytes)) StopRecording();
+  void* device = state_->recording ? state_->staged.StageDeferred(host, bytes)
+                                   : state_->staged.Stage(host, bytes, state_->stream);
   if (device == nullptr && state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate staging memory");
   return device;
 }
@@ -255,26 +443,51 @@ void CudaBackend::MatMul(const TensorView& x, const TensorView& w, const TensorV
   const int64_t partial_floats = cuda::GemvScratchFloats(n, k, static_cast<int>(t));
   const bool needs_aligned_x = reinterpret_cast<uintptr_t>(x.data) % 16 != 0 || k % 4 != 0;
   const size_t x_bytes = needs_aligned_x && IsQuantized(w.dtype) ? AlignUp(t * k * sizeof(float)) : 0;
-  auto* scratch = static_cast<uint8_t*>(state_->scratch.Get(x_bytes + partial_floats * sizeof(float) + 256,
-                                                             state_->stream));
+  auto* scratch = static_cast<uint8_t*>(Scratch(x_bytes + partial_floats * sizeof(float) + 256));
   if (scratch == nullptr) {
     if (state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate matmul scratch");
     return;
   }
+  if (state_->recording && x_bytes == 0 && cuda::GemvSplits(w.dtype, n, k) == 1) {
+    HoldGemv(x, w, bias, out);
+    return CheckMatMulLaunch("matmul", w, t);
+  }
   const float* x_ptr = x.f32();
   if (x_bytes > 0) {  // quantized kernels read x with 16-byte loads (k is a multiple of 32 there)
-    cudaMemcpyAsync(scratch, x.data, t * k * sizeof(float), cudaMemcpyDeviceToDevice, state_->stream);
+    Enqueue(&CopyOnDevice, static_cast<void*>(scratch), static_cast<const void*>(x.data), t * k * sizeof(float));
     x_ptr = reinterpret_cast<const float*>(scratch);
   }
-  cuda::LaunchGemv(w.dtype, w.data, n, k, x_ptr, static_cast<int>(t), bias.empty() ? nullptr : bias.f32(),
-                   out.f32(), reinterpret_cast<float*>(scratch + x_bytes), state_->stream);
-  CheckLaunch("matmul");
+  Enqueue(&cuda::LaunchGemv, w.dtype, static_cast<const void*>(w.data), n, k, x_ptr, static_cast<int>(t),
+          bias.empty() ? nullptr : bias.f32(), out.f32(), reinterpret_cast<float*>(scratch + x_bytes));
+  CheckMatMulLaunch("matmul", w, t);
+}
+
+void CudaBackend::HoldGemv(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out) {
+  State& s = *state_;
+  State::HeldGemv& g = s.held_gemv;
+  const int t = static_cast<int>(x.shape.rows());
+  const cuda::GemvTarget target{w.data, bias.empty() ? nullptr : bias.f32(), out.f32(), w.shape.rows()};
+  if (s.held == State::Held::kGemv && g.type == w.dtype && g.k == x.shape.cols() && g.x == x.f32() &&
+      g.t_count == t && g.targets.count < cuda::kMaxGemvTargets) {
+    g.targets.target[g.targets.count++] = target;
+    return;
+  }
+  ReleaseHeld();
+  g = State::HeldGemv{};
+  g.type = w.dtype;
+  g.k = x.shape.cols();
+  g.x = x.f32();
+  g.t_count = t;
+  g.targets.target[0] = target;
+  g.targets.count = 1;
+  s.held = State::Held::kGemv;
 }
 
 // Prefill: float weights go to cuBLASLt as they are (f32 stays f32; f16/bf16
 // multiply 16-bit activations when precision is kBF16, else f32 tiles), and
 // quantized weights are dequantized tile by tile into the GEMM's input type.
 void CudaBackend::GemmMatMul(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out) {
+  StopRecording();  // cuBLASLt picks its algorithm per call: launched as it comes
   const int64_t t = x.shape.rows(), k = x.shape.cols(), n = w.shape.rows();
   if (w.dtype == DType::kI32) {
     if (state_->error.ok()) state_->error = Unsupported("cuda: matmul with i32 weights");
@@ -290,7 +503,7 @@ void CudaBackend::GemmMatMul(const TensorView& x, const TensorView& w, const Ten
   }
   const size_t x_bytes = gemm_type == DType::kF32 ? 0 : AlignUp(t * k * elem);
   const size_t tile_bytes = weights_as_is ? 0 : AlignUp(tile_rows * k * elem);
-  auto* scratch = static_cast<uint8_t*>(state_->scratch.Get(x_bytes + tile_bytes + 256, state_->stream));
+  auto* scratch = static_cast<uint8_t*>(Scratch(x_bytes + tile_bytes + 256));
   if (scratch == nullptr) {
     if (state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate matmul scratch");
     return;
@@ -311,7 +524,7 @@ void CudaBackend::GemmMatMul(const TensorView& x, const TensorView& w, const Ten
     if (!status.ok() && state_->error.ok()) state_->error = status;
   }
   if (!bias.empty()) cuda::LaunchAddBias(out.f32(), t, n, n, bias.f32(), state_->stream);
-  CheckLaunch("matmul (gemm)");
+  CheckMatMulLaunch("matmul (gemm)", w, t);
 }
 
 void CudaBackend::Embed(const TensorView& table, std::span<const int32_t> ids, float scale, const TensorView& out) {
@@ -321,20 +534,27 @@ void CudaBackend::Embed(const TensorView& table, std::span<const int32_t> ids, f
   }
   const auto* device_ids = static_cast<const int32_t*>(StageToDevice(ids.data(), ids.size_bytes()));
   if (device_ids == nullptr) return;
-  cuda::LaunchEmbed(table.dtype, table.data, table.shape.cols(), device_ids, static_cast<int64_t>(ids.size()), scale,
-                    out.f32(), state_->stream);
+  Enqueue(&cuda::LaunchEmbed, table.dtype, static_cast<const void*>(table.data), table.shape.cols(), device_ids,
+          static_cast<int64_t>(ids.size()), scale, out.f32());
   CheckLaunch("embed");
 }
 
 void CudaBackend::RmsNorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& out) {
-  cuda::LaunchRmsNorm(x.f32(), weight.f32(), x.shape.rows(), x.shape.cols(), eps, out.f32(), state_->stream);
+  State& s = *state_;
+  if (s.recording && s.held == State::Held::kAdd && s.held_add.out == x.f32() &&
+      s.held_add.count == x.shape.elements()) {
+    s.held = State::Held::kNone;
+    s.launches.Add(&cuda::LaunchAddRmsNorm, s.held_add.a, s.held_add.b, s.held_add.out, weight.f32(), x.shape.rows(),
+                   x.shape.cols(), eps, out.f32());
+    return CheckLaunch("add + rms_norm");
+  }
+  Enqueue(&cuda::LaunchRmsNorm, x.f32(), weight.f32(), x.shape.rows(), x.shape.cols(), eps, out.f32());
   CheckLaunch("rms_norm");
 }
 
 void CudaBackend::LayerNorm(const TensorView& x, const TensorView& weight, const TensorView& bias, float eps,
                             const TensorView& out) {
-  cuda::LaunchLayerNorm(x.f32(), weight.f32(), bias.f32(), x.shape.rows(), x.shape.cols(), eps, out.f32(),
-                        state_->stream);
+  Enqueue(&cuda::LaunchLayerNorm, x.f32(), weight.f32(), bias.f32(), x.shape.rows(), x.shape.cols(), eps, out.f32());
   CheckLaunch("layer_norm");
 }
 
@@ -342,8 +562,8 @@ void CudaBackend::Rope(const TensorView& x, std::span<const float> positions, in
                        float position_scale) {
   const auto* device_positions = static_cast<const float*>(StageToDevice(positions.data(), positions.size_bytes()));
   if (device_positions == nullptr) return;
-  cuda::LaunchRope(x.f32(), device_positions, x.shape[0], x.shape[1], x.shape[2], rotary_dim, theta, position_scale,
-                   state_->stream);
+  Enqueue(&cuda::LaunchRope, x.f32(), device_positions, x.shape[0], x.shape[1], x.shape[2], rotary_dim, theta,
+          position_scale);
   CheckLaunch("rope");
 }
 
@@ -363,6 +583,7 @@ void CudaBackend::Attention(const AttentionArgs& args) {
   std::vector<cuda::DeviceSequence> sequences;
   std::vector<cuda::DeviceTile> tiles;
   std::vector<int32_t> tables;
+  std::vector<size_t> gemm_sequences;  // long prefills: through GEMMs below
   int64_t max_keys = 1;
   for (size_t s = 0; s < args.sequences.size(); ++s) {
     const AttentionSequence& seq = args.sequences[s];
@@ -379,11 +600,21 @@ void CudaBackend::Attention(const AttentionArgs& args) {
       max_keys = std::max(max_keys, hi - lo);
       continue;
     }
+    if (seq.num_rows >= kGemmAttentionRows && head_dim % 8 == 0) {
+      gemm_sequences.push_back(s);
+      continue;
+    }
     for (int64_t r = 0; r < seq.num_rows; r += cuda::kAttentionTileRows) {
       tiles.push_back({static_cast<int32_t>(s), static_cast<int32_t>(seq.first_row + r),
                        static_cast<int32_t>(std::min<int64_t>(cuda::kAttentionTileRows, seq.num_rows - r))});
     }
   }
+  // Launch sizes that grow with the context move in steps, so that consecutive
+  // decode passes launch alike and can share a graph: the split kernel is sized
+  // for a multiple of 256 keys (the surplus splits are empty), and the block
+  // tables take a multiple of 256 entries.
+  max_keys = (max_keys + 255) / 256 * 256;
+  tables.resize((tables.size() + 255) / 256 * 256, 0);
   std::vector<uint8_t> packed;
   auto append = [&packed](const void* data, size_t bytes) {
     const size_t offset = packed.size();
@@ -399,7 +630,7 @@ void CudaBackend::Attention(const AttentionArgs& args) {
   auto* device_meta = static_cast<uint8_t*>(StageToDevice(packed.data(), packed.size()));
   const int64_t num_decode = static_cast<int64_t>(decode_rows.size());
   const int64_t scratch_floats = cuda::AttentionScratchFloats(num_decode, heads, head_dim, max_keys);
-  auto* scratch = static_cast<float*>(state_->scratch.Get((scratch_floats + 64) * sizeof(float), state_->stream));
+  auto* scratch = static_cast<float*>(Scratch((scratch_floats + 64) * sizeof(float)));
   if (device_meta == nullptr || scratch == nullptr) {
     if (state_->error.ok()) state_->error = ResourceExhausted("cuda: cannot allocate attention scratch");
     return;
@@ -427,8 +658,89 @@ void CudaBackend::Attention(const AttentionArgs& args) {
   launch.softcap = args.softcap;
   launch.max_keys = max_keys;
   launch.scratch = scratch;
-  cuda::LaunchAttention(launch, state_->stream);
-  CheckLaunch("attention");
+  if (!tiles.empty() || num_decode > 0) Enqueue(&cuda::LaunchAttention, launch);
+  for (size_t s : gemm_sequences) {
+    GemmAttention(args, args.sequences[s], launch.block_tables + sequences[s].table_offset);
+  }
+  CheckLaunch(tiles.empty() ? "attention (decode)" : "attention");
+}
+
+// Softmax(Q K^T) V of one long prefill as two GEMMs per KV head (tensor cores
+// in bf16 precision, true f32 otherwise), the scores of at most
+// kGemmAttentionScores floats at a time.
+void CudaBackend::GemmAttention(const AttentionArgs& args, const AttentionSequence& seq,
+                                const int32_t* device_table) {
+  StopRecording();
+  State& s = *state_;
+  const int64_t heads = args.q.shape[1], head_dim = args.q.shape[2], kv_heads = args.cache.k.shape[1];
+  const int64_t group = heads / kv_heads;
+  const auto lo_of = [&](int64_t index) { return args.window > 0 ? std::max<int64_t>(0, index - args.window + 1) : 0; };
+  const auto hi_of = [&](int64_t index) { return index < seq.prefix_end ? seq.prefix_end : index + 1; };
+  const int64_t key_lo = lo_of(seq.first_index);
+  const int64_t key_hi = std::max(hi_of(seq.first_index), hi_of(seq.first_index + seq.num_rows - 1));
+  cuda::GemmAttentionPlan plan{};
+  plan.q = args.q.f32();
+  plan.out = args.out.f32();
+  plan.k_cache = args.cache.k.data;
+  plan.v_cache = args.cache.v.data;
+  plan.cache_type = args.cache.k.dtype;
+  plan.block_size = args.cache.block_size;
+  plan.block_table = device_table;
+  plan.heads = heads;
+  plan.kv_heads = kv_heads;
+  plan.head_dim = head_dim;
+  plan.key_lo = key_lo;
+  plan.keys = key_hi - key_lo;
+  plan.keys_padded = (plan.keys + 7) / 8 * 8;
+  plan.prefix_end = seq.prefix_end;
+  plan.window = args.window;
+  plan.scale = args.scale;
+  plan.softcap = args.softcap;
+  plan.gemm_type = s.precision == MatMulPrecision::kBF16 ? DType::kBF16 : DType::kF32;
+  const size_t elem = plan.gemm_type == DType::kF32 ? 4 : 2;
+  const int64_t sub_rows = std::min<int64_t>(
+      seq.num_rows, std::max<int64_t>(16, kGemmAttentionScores / (heads * plan.keys_padded)));
+  const size_t kv_bytes = AlignUp(kv_heads * plan.keys_padded * head_dim * elem);
+  const size_t q_bytes = AlignUp(sub_rows * heads * head_dim * elem);
+  const size_t score_bytes = AlignUp(sub_rows * heads * plan.keys_padded * sizeof(float));
+  const size_t prob_bytes = elem == 4 ? 0 : AlignUp(sub_rows * heads * plan.keys_padded * elem);
+  const size_t out_bytes = AlignUp(sub_rows * heads * head_dim * sizeof(float));
+  auto* scratch = static_cast<uint8_t*>(Scratch(2 * kv_bytes + q_bytes + score_bytes + prob_bytes + out_bytes));
+  if (scratch == nullptr) {
+    if (s.error.ok()) s.error = ResourceExhausted("cuda: cannot allocate attention scratch");
+    return;
+  }
+  plan.kc = scratch;
+  plan.vc = scratch + kv_bytes;
+  plan.qp = scratch + 2 * kv_bytes;
+  plan.scores = reinterpret_cast<float*>(scratch + 2 * kv_bytes + q_bytes);
+  plan.probs = prob_bytes > 0 ? static_cast<void*>(scratch + 2 * kv_bytes + q_bytes + score_bytes) : plan.scores;
+  plan.outputs = reinterpret_cast<float*>(scratch + 2 * kv_bytes + q_bytes + score_bytes + prob_bytes);
+  cuda::LaunchGatherKv(plan, s.stream);
+  for (int64_t r = 0; r < seq.num_rows; r += sub_rows) {
+    plan.first_row = seq.first_row + r;
+    plan.first_index = seq.first_index + r;
+    plan.rows = std::min(sub_rows, seq.num_rows - r);
+    const int64_t m = plan.rows * group;  // GEMM rows per KV head
+    cuda::LaunchPackQueries(plan, s.stream);
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      Status status = s.gemm.Run(plan.gemm_type, static_cast<uint8_t*>(plan.qp) + h * m * head_dim * elem, head_dim,
+                                 static_cast<uint8_t*>(plan.kc) + h * plan.keys_padded * head_dim * elem, head_dim,
+                                 false, plan.scores + h * m * plan.keys_padded, plan.keys_padded, m, plan.keys_padded,
+                                 head_dim, s.stream);
+      if (!status.ok() && s.error.ok()) s.error = status;
+    }
+    cuda::LaunchMaskedSoftmax(plan, s.stream);
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      Status status = s.gemm.Run(plan.gemm_type, static_cast<uint8_t*>(plan.probs) + h * m * plan.keys_padded * elem,
+                                 plan.keys_padded, static_cast<uint8_t*>(plan.vc) + h * plan.keys_padded * head_dim * elem,
+                                 head_dim, true, plan.outputs + h * m * head_dim, head_dim, m, head_dim,
+                                 plan.keys_padded, s.stream);
+      if (!status.ok() && s.error.ok()) s.error = status;
+    }
+    cuda::LaunchScatterOutputs(plan, s.stream);
+  }
+  CheckLaunch("attention (gemm)");
 }
 
 void CudaBackend::WriteKv(const TensorView& k, const TensorView& v, std::span<const int64_t> slots,
@@ -439,39 +751,54 @@ void CudaBackend::WriteKv(const TensorView& k, const TensorView& v, std::span<co
   }
   const auto* device_slots = static_cast<const int64_t*>(StageToDevice(slots.data(), slots.size_bytes()));
   if (device_slots == nullptr) return;
-  cuda::LaunchWriteKv(k.f32(), v.f32(), device_slots, k.shape.rows(), k.shape.cols(), cache.k.dtype, cache.k.data,
-                      cache.v.data, state_->stream);
+  Enqueue(&cuda::LaunchWriteKv, k.f32(), v.f32(), device_slots, k.shape.rows(), k.shape.cols(), cache.k.dtype,
+          cache.k.data, cache.v.data);
   CheckLaunch("write_kv");
 }
 
 void CudaBackend::GeluMul(const TensorView& gate, const TensorView& up, const TensorView& out) {
-  cuda::LaunchGeluMul(gate.f32(), up.f32(), out.f32(), gate.shape.elements(), state_->stream);
+  State& s = *state_;
+  cuda::GemvTargets& held = s.held_gemv.targets;
+  if (s.recording && s.held == State::Held::kGemv && held.count == 2 && held.target[0].out == gate.f32() &&
+      held.target[1].out == up.f32() && held.target[0].n == held.target[1].n &&
+      gate.shape.elements() == s.held_gemv.t_count * held.target[0].n && up.shape.elements() == gate.shape.elements()) {
+    held.gated = out.f32();
+    ReleaseHeld();
+    return CheckLaunch("matmul gate + up + gelu_mul");
+  }
+  Enqueue(&cuda::LaunchGeluMul, gate.f32(), up.f32(), out.f32(), gate.shape.elements());
   CheckLaunch("gelu_mul");
 }
 
 void CudaBackend::Gelu(const TensorView& x) {
-  cuda::LaunchGelu(x.f32(), x.shape.elements(), state_->stream);
+  Enqueue(&cuda::LaunchGelu, x.f32(), x.shape.elements());
   CheckLaunch("gelu");
 }
 
 void CudaBackend::Add(const TensorView& a, const TensorView& b, const TensorView& out) {
-  cuda::LaunchAdd(a.f32(), b.f32(), out.f32(), a.shape.elements(), state_->stream);
+  if (state_->recording) {
+    ReleaseHeld();
+    state_->held_add = State::HeldAdd{a.f32(), b.f32(), out.f32(), a.shape.elements()};
+    state_->held = State::Held::kAdd;
+    return CheckLaunch("add");
+  }
+  Enqueue(&cuda::LaunchAdd, a.f32(), b.f32(), out.f32(), a.shape.elements());
   CheckLaunch("add");
 }
 
 void CudaBackend::Mul(const TensorView& a, const TensorView& b, const TensorView& out) {
-  cuda::LaunchMul(a.f32(), b.f32(), out.f32(), a.shape.elements(), state_->stream);
+  Enqueue(&cuda::LaunchMul, a.f32(), b.f32(), out.f32(), a.shape.elements());
   CheckLaunch("mul");
 }
 
 void CudaBackend::SoftCap(const TensorView& x, float cap) {
-  cuda::LaunchSoftCap(x.f32(), x.shape.elements(), cap, state_->stream);
+  Enqueue(&cuda::LaunchSoftCap, x.f32(), x.shape.elements(), cap);
   CheckLaunch("soft_cap");
 }
 
 void CudaBackend::CopyRows(const TensorView& src, const TensorView& dst) {
   GR_CHECK(src.shape.rows() == dst.shape.rows() && src.shape.cols() == dst.shape.cols());
-  cudaMemcpyAsync(dst.data, src.data, src.bytes(), cudaMemcpyDeviceToDevice, state_->stream);
+  Enqueue(&CopyOnDevice, static_cast<void*>(dst.data), static_cast<const void*>(src.data), src.bytes());
   CheckLaunch("copy_rows");
 }
 
@@ -481,28 +808,28 @@ void CudaBackend::CausalConv1D(const TensorView& x, const TensorView& weight, co
     if (state_->error.ok()) state_->error = Unsupported("cuda: causal conv1d wider than 8");
     return;
   }
-  cuda::LaunchCausalConv1D(x.f32(), weight.f32(), bias.f32(), state.f32(), out.f32(), x.shape.rows(), x.shape.cols(),
-                           weight.shape.cols(), state_->stream);
+  Enqueue(&cuda::LaunchCausalConv1D, x.f32(), weight.f32(), bias.f32(), state.f32(), out.f32(), x.shape.rows(),
+          x.shape.cols(), weight.shape.cols());
   CheckLaunch("causal_conv1d");
 }
 
 void CudaBackend::BlockDiagonalMatMul(const TensorView& x, const TensorView& w, const TensorView& bias,
                                       const TensorView& out) {
-  cuda::LaunchBlockDiagonalMatMul(x.f32(), w.f32(), bias.f32(), out.f32(), x.shape.rows(), w.shape[0], w.shape[1],
-                                  state_->stream);
+  Enqueue(&cuda::LaunchBlockDiagonalMatMul, x.f32(), w.f32(), bias.f32(), out.f32(), x.shape.rows(), w.shape[0],
+          w.shape[1]);
   CheckLaunch("block_diagonal_matmul");
 }
 
 void CudaBackend::RgLru(const TensorView& x, const TensorView& input_gate, const TensorView& recurrent_gate,
                         const TensorView& recurrent_param, int64_t first_index, const TensorView& state,
                         const TensorView& out) {
-  cuda::LaunchRgLru(x.f32(), input_gate.f32(), recurrent_gate.f32(), recurrent_param.f32(), first_index, state.f32(),
-                    out.f32(), x.shape.rows(), x.shape.cols(), state_->stream);
+  Enqueue(&cuda::LaunchRgLru, x.f32(), input_gate.f32(), recurrent_gate.f32(), recurrent_param.f32(), first_index,
+          state.f32(), out.f32(), x.shape.rows(), x.shape.cols());
   CheckLaunch("rg_lru");
 }
 
 void CudaBackend::ArgMax(const TensorView& logits, int32_t* device_ids) {
-  cuda::LaunchArgMax(logits.f32(), logits.shape.rows(), logits.shape.cols(), device_ids, state_->stream);
+  Enqueue(&cuda::LaunchArgMax, logits.f32(), logits.shape.rows(), logits.shape.cols(), device_ids);
   CheckLaunch("argmax");
 }
 

@@ -80,7 +80,23 @@ class CudaBackend final : public Backend, public DeviceMemory {
   // Copies host bytes into device scratch for the current op (ordered on the stream).
   void* StageToDevice(const void* host, size_t bytes);
   void CheckLaunch(const char* op);
+  // fn(args..., stream) now, or recorded for the pass's graph (launch_log.h).
+  template <class Fn, class... A>
+  void Enqueue(Fn* launcher, const A&... args);
+  // Records the launch that waits for a possible merge with the next op.
+  void ReleaseHeld();
+  void HoldGemv(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out);
+  // Launches what this pass recorded; its remaining ops are launched as they come.
+  void StopRecording();
+  void RunRecordedPass();  // at Synchronize
+  // Op-local device scratch (valid until the next call).
+  void* Scratch(size_t bytes);
+  void CheckMatMulLaunch(const char* op, const TensorView& w, int64_t rows);  // labels shapes when profiling
   void GemmMatMul(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out);
+  // Prefill sequences of at least this many rows attend through GEMMs.
+  static constexpr int64_t kGemmAttentionRows = 64;
+  static constexpr int64_t kGemmAttentionScores = int64_t{32} << 20;  // floats of scores at a time
+  void GemmAttention(const AttentionArgs& args, const AttentionSequence& seq, const int32_t* device_table);
 
   std::unique_ptr<State> state_;
 };

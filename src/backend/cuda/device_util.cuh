@@ -16,6 +16,12 @@ __device__ __forceinline__ float BF16Bits(uint16_t bits) { return __uint_as_floa
 __device__ __forceinline__ uint16_t ToHalfBits(float v) { return __half_as_ushort(__float2half_rn(v)); }
 __device__ __forceinline__ uint16_t ToBF16Bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
 
+// GELU, tanh approximation (gelu_pytorch_tanh).
+__device__ __forceinline__ float GeluTanh(float x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -10,11 +10,6 @@ namespace {
 constexpr int kThreads = 256;
 unsigned Blocks(int64_t count) { return static_cast<unsigned>(CeilDiv(count, kThreads)); }
 
-__device__ __forceinline__ float GeluTanh(float x) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
-}
-
 __global__ void GeluMulKernel(const float* gate, const float* up, float* out, int64_t count) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) out[i] = GeluTanh(gate[i]) * up[i];
@@ -72,7 +67,21 @@ __global__ void CopyKernel(const uint4* __restrict__ src, uint4* __restrict__ ds
   }
 }
 
+// Spins one thread until `cycles` clock ticks have passed.
+__global__ void HoldKernel(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {
+  }
+}
+
 }  // namespace
+
+void LaunchHold(double milliseconds, cudaStream_t stream) {
+  int device = 0, khz = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device);
+  HoldKernel<<<1, 1, 0, stream>>>(static_cast<long long>(milliseconds * (khz > 0 ? khz : 2000000)));
+}
 
 void LaunchCopy(const void* src, void* dst, size_t bytes, cudaStream_t stream) {
   int device = 0, sms = 0;

@@ -20,11 +20,14 @@ cudaDataType_t CudaType(DType type) {
   }
 }
 
-// Owns the descriptors of one call.
-struct Descriptors {
+}  // namespace
+
+// The descriptors and algorithm of one shape.
+struct LtGemm::Descriptors {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulPreference_t preference = nullptr;
+  cublasLtMatmulAlgo_t algo{};
   ~Descriptors() {
     if (preference) cublasLtMatmulPreferenceDestroy(preference);
     if (d) cublasLtMatrixLayoutDestroy(d);
@@ -34,9 +37,9 @@ struct Descriptors {
   }
 };
 
-}  // namespace
-
+LtGemm::LtGemm() = default;
 LtGemm::~LtGemm() {
+  plans_.clear();
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
@@ -54,33 +57,48 @@ Status LtGemm::Init(size_t workspace_bytes) {
 }
 
 // Row-major out[t, n] = x[t, k] w[n, k]^T is column-major out^T (n x t) = w^T (n x k) x^T (k x t):
-// A = w seen as a column-major k x n matrix, transposed.
-Status LtGemm::Run(DType type, const void* x, const void* w, float* out, int64_t t, int64_t n, int64_t k,
-                   int64_t ld_out, cudaStream_t stream) {
-  Descriptors desc;
-  const cudaDataType_t ab = CudaType(type);
-  cublasStatus_t s = cublasLtMatmulDescCreate(&desc.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-  if (s != CUBLAS_STATUS_SUCCESS) return LtError("matmul desc", s);
-  const cublasOperation_t transpose = CUBLAS_OP_T, none = CUBLAS_OP_N;
-  cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose));
-  cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(none));
-  if ((s = cublasLtMatrixLayoutCreate(&desc.a, ab, k, n, k)) != CUBLAS_STATUS_SUCCESS) return LtError("layout a", s);
-  if ((s = cublasLtMatrixLayoutCreate(&desc.b, ab, k, t, k)) != CUBLAS_STATUS_SUCCESS) return LtError("layout b", s);
-  if ((s = cublasLtMatrixLayoutCreate(&desc.d, CUDA_R_32F, n, t, ld_out)) != CUBLAS_STATUS_SUCCESS) {
-    return LtError("layout d", s);
+// A = w seen as a column-major k x n matrix, transposed. The descriptors and the
+// heuristic's algorithm are made once per shape: asking for them costs more host
+// time than a prefill chunk's GEMM takes on the GPU.
+Status LtGemm::Run(DType type, const void* x, int64_t ld_x, const void* w, int64_t ld_w, bool w_is_k_by_n,
+                   float* out, int64_t ld_out, int64_t t, int64_t n, int64_t k, cudaStream_t stream) {
+  const PlanKey key{static_cast<int>(type) * 2 + (w_is_k_by_n ? 1 : 0), t, n, k, ld_x, ld_w, ld_out};
+  auto it = plans_.find(key);
+  if (it == plans_.end()) {
+    auto plan = std::make_unique<Descriptors>();
+    const cudaDataType_t ab = CudaType(type);
+    cublasStatus_t s = cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (s != CUBLAS_STATUS_SUCCESS) return LtError("matmul desc", s);
+    // w [k, n] row-major is already the column-major n x k matrix op(A) must be.
+    const cublasOperation_t transpose = CUBLAS_OP_T, none = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, w_is_k_by_n ? &none : &transpose,
+                                   sizeof(transpose));
+    cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(none));
+    s = w_is_k_by_n ? cublasLtMatrixLayoutCreate(&plan->a, ab, n, k, ld_w) : cublasLtMatrixLayoutCreate(&plan->a, ab, k, n, ld_w);
+    if (s != CUBLAS_STATUS_SUCCESS) return LtError("layout a", s);
+    if ((s = cublasLtMatrixLayoutCreate(&plan->b, ab, k, t, ld_x)) != CUBLAS_STATUS_SUCCESS) return LtError("layout b", s);
+    if ((s = cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_32F, n, t, ld_out)) != CUBLAS_STATUS_SUCCESS) {
+      return LtError("layout d", s);
+    }
+    if ((s = cublasLtMatmulPreferenceCreate(&plan->preference)) != CUBLAS_STATUS_SUCCESS) {
+      return LtError("preference", s);
+    }
+    cublasLtMatmulPreferenceSetAttribute(plan->preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
+                                         sizeof(workspace_bytes_));
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->op, plan->a, plan->b, plan->d,
+                                       plan->d, plan->preference, 1, &heuristic, &found);
+    if (s != CUBLAS_STATUS_SUCCESS || found == 0) return LtError("no algorithm", s);
+    plan->algo = heuristic.algo;
+    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes are few; a bound for odd callers
+    it = plans_.emplace(key, std::move(plan)).first;
   }
-  if ((s = cublasLtMatmulPreferenceCreate(&desc.preference)) != CUBLAS_STATUS_SUCCESS) return LtError("preference", s);
-  cublasLtMatmulPreferenceSetAttribute(desc.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
-                                       sizeof(workspace_bytes_));
-  auto handle = static_cast<cublasLtHandle_t>(handle_);
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  s = cublasLtMatmulAlgoGetHeuristic(handle, desc.op, desc.a, desc.b, desc.d, desc.d, desc.preference, 1, &heuristic,
-                                     &found);
-  if (s != CUBLAS_STATUS_SUCCESS || found == 0) return LtError("no algorithm", s);
+  const Descriptors& plan = *it->second;
   const float alpha = 1.0f, beta = 0.0f;
-  s = cublasLtMatmul(handle, desc.op, &alpha, w, desc.a, x, desc.b, &beta, out, desc.d, out, desc.d, &heuristic.algo,
-                     workspace_, workspace_bytes_, stream);
+  const cublasStatus_t s = cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), plan.op, &alpha, w, plan.a, x,
+                                          plan.b, &beta, out, plan.d, out, plan.d, &plan.algo, workspace_,
+                                          workspace_bytes_, stream);
   if (s != CUBLAS_STATUS_SUCCESS) return LtError("matmul", s);
   return Status::Ok();
 }

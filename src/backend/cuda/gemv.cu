@@ -68,6 +68,24 @@ __device__ __forceinline__ void Accumulate4(float (&acc)[T], const float* w4, co
   }
 }
 
+// The targets of a launch and the first block of each: blocks [first_block[i],
+// first_block[i + 1]) compute target i's rows, a warp per row.
+struct LaunchTargets {
+  GemvTargets group;
+  int64_t first_block[kMaxGemvTargets + 1];
+};
+
+struct WarpRow {
+  const GemvTarget* target;
+  int64_t row;
+};
+__device__ __forceinline__ WarpRow RowOfWarp(const LaunchTargets& targets) {
+  int i = 0;
+  while (i + 1 < targets.group.count && blockIdx.x >= targets.first_block[i + 1]) ++i;
+  const int64_t row = (blockIdx.x - targets.first_block[i]) * kWarpsPerBlock + threadIdx.x / 32;
+  return {&targets.group.target[i], row};
+}
+
 // Writes the warp's sums: straight to out (+bias) without a split, else to partials[split].
 template <int T>
 __device__ __forceinline__ void StoreSums(float (&acc)[T], int lane, int64_t row, int64_t n, int t_count,
@@ -86,21 +104,37 @@ __device__ __forceinline__ void StoreSums(float (&acc)[T], int lane, int64_t row
   }
 }
 
+// Gated pair: row r of gate (acc) and of up (up_acc), and gelu(gate) * up.
+template <int T>
+__device__ __forceinline__ void StoreGated(float (&acc)[T], float (&up_acc)[T], int lane, int64_t row,
+                                           const GemvTargets& group, int t_count) {
+  const GemvTarget& gate = group.target[0];
+  const GemvTarget& up = group.target[1];
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    acc[t] = WarpSum(acc[t]);
+    up_acc[t] = WarpSum(up_acc[t]);
+  }
+  if (lane != 0) return;
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    if (t >= t_count) continue;
+    const int64_t i = t * gate.n + row;
+    const float g = acc[t] + (gate.bias ? gate.bias[row] : 0.0f);
+    const float u = up_acc[t] + (up.bias ? up.bias[row] : 0.0f);
+    gate.out[i] = g;
+    up.out[i] = u;
+    group.gated[i] = GeluTanh(g) * u;
+  }
+}
+
 // Float weights; the vector path needs k a multiple of 16 bytes' worth of
 // elements and aligned w and x, the scalar path takes anything.
 template <class W, int T, bool kVector>
-__global__ void __launch_bounds__(kThreads) GemvFloat(const W* __restrict__ w, int64_t n, int64_t k,
-                                                      int64_t k_slice, const float* __restrict__ x, int t_count,
-                                                      const float* __restrict__ bias, float* __restrict__ out,
-                                                      float* __restrict__ partials) {
-  const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (row >= n) return;
-  const int64_t k_begin = blockIdx.y * k_slice, k_end = min(k, k_begin + k_slice);
-  float acc[T];
+__device__ __forceinline__ void FloatRowDot(const W* __restrict__ w_row, int64_t k, int64_t k_begin, int64_t k_end,
+                                            const float* __restrict__ x, int t_count, int lane, float (&acc)[T]) {
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
-  const W* w_row = w + row * k;
   if constexpr (kVector) {
     constexpr int kPer = FloatUnpack<W>::kPer;
     constexpr int kUnroll = 4;
@@ -141,7 +175,26 @@ __global__ void __launch_bounds__(kThreads) GemvFloat(const W* __restrict__ w, i
       }
     }
   }
-  StoreSums<T>(acc, lane, row, n, t_count, bias, out, partials);
+}
+
+template <class W, int T, bool kVector>
+__global__ void __launch_bounds__(kThreads) GemvFloat(LaunchTargets targets, int64_t k, int64_t k_slice,
+                                                      const float* __restrict__ x, int t_count,
+                                                      float* __restrict__ partials) {
+  const int lane = threadIdx.x % 32;
+  const WarpRow at = RowOfWarp(targets);
+  if (at.row >= at.target->n) return;
+  const int64_t k_begin = blockIdx.y * k_slice, k_end = min(k, k_begin + k_slice);
+  float acc[T];
+  FloatRowDot<W, T, kVector>(static_cast<const W*>(at.target->w) + at.row * k, k, k_begin, k_end, x, t_count, lane,
+                             acc);
+  if (targets.group.gated != nullptr) {
+    float up_acc[T];
+    FloatRowDot<W, T, kVector>(static_cast<const W*>(targets.group.target[1].w) + at.row * k, k, k_begin, k_end, x,
+                               t_count, lane, up_acc);
+    return StoreGated<T>(acc, up_acc, lane, at.row, targets.group, t_count);
+  }
+  StoreSums<T>(acc, lane, at.row, at.target->n, t_count, at.target->bias, at.target->out, partials);
 }
 
 // ---- quantized rows ----
@@ -315,21 +368,13 @@ constexpr int kMaxWindowLoads = 4;  // per lane: 4 x 32 x 16 bytes covers every 
 constexpr int kSmemPerWarp = kMaxWindowLoads * 32 * 16;
 
 template <DType kType, int T>
-__global__ void __launch_bounds__(kThreads) GemvQuant(const uint8_t* __restrict__ w, int64_t n, int64_t k,
-                                                      int64_t k_slice, const float* __restrict__ x, int t_count,
-                                                      const float* __restrict__ bias, float* __restrict__ out,
-                                                      float* __restrict__ partials) {
+__device__ __forceinline__ void QuantRowDot(const uint8_t* __restrict__ row_ptr, int64_t k, int64_t k_slice,
+                                            const float* __restrict__ x, int t_count, int lane, uint8_t* warp_smem,
+                                            float (&acc)[T]) {
   using Q = Quant<kType>;
   static_assert(WindowLoads<kType>() <= kMaxWindowLoads * 32);
-  __shared__ __align__(16) uint8_t smem[kWarpsPerBlock][kSmemPerWarp];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-  if (row >= n) return;
-  const int64_t row_bytes = k / Q::kBlockWeights * Q::kBlockBytes;
   const int64_t block_begin = blockIdx.y * k_slice / Q::kBlockWeights;
   const int64_t block_end = min(k, (blockIdx.y + 1) * k_slice) / Q::kBlockWeights;
-  const uint8_t* row_ptr = w + row * row_bytes;
-  float acc[T];
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
 
@@ -350,7 +395,7 @@ __global__ void __launch_bounds__(kThreads) GemvQuant(const uint8_t* __restrict_
   int64_t skew = 0, next_skew = 0;
   int64_t first = block_begin;
   if (first < block_end) load(first, static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - first)), &skew);
-  uint4* stage = reinterpret_cast<uint4*>(smem[warp]);
+  uint4* stage = reinterpret_cast<uint4*>(warp_smem);
   while (first < block_end) {
     const int count = static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - first));
     __syncwarp();
@@ -359,11 +404,32 @@ __global__ void __launch_bounds__(kThreads) GemvQuant(const uint8_t* __restrict_
     __syncwarp();
     const int64_t next = first + count;
     if (next < block_end) load(next, static_cast<int>(min(static_cast<int64_t>(Q::kWindowBlocks), block_end - next)), &next_skew);
-    DotWindow<kType, T>(smem[warp] + skew, count, lane, x, k, first * Q::kBlockWeights, t_count, acc);
+    DotWindow<kType, T>(warp_smem + skew, count, lane, x, k, first * Q::kBlockWeights, t_count, acc);
     first = next;
     skew = next_skew;
   }
-  StoreSums<T>(acc, lane, row, n, t_count, bias, out, partials);
+}
+
+template <DType kType, int T>
+__global__ void __launch_bounds__(kThreads) GemvQuant(LaunchTargets targets, int64_t k, int64_t k_slice,
+                                                      const float* __restrict__ x, int t_count,
+                                                      float* __restrict__ partials) {
+  using Q = Quant<kType>;
+  __shared__ __align__(16) uint8_t smem[kWarpsPerBlock][kSmemPerWarp];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const WarpRow at = RowOfWarp(targets);
+  if (at.row >= at.target->n) return;
+  const int64_t row_bytes = k / Q::kBlockWeights * Q::kBlockBytes;
+  float acc[T];
+  QuantRowDot<kType, T>(static_cast<const uint8_t*>(at.target->w) + at.row * row_bytes, k, k_slice, x, t_count, lane,
+                        smem[warp], acc);
+  if (targets.group.gated != nullptr) {
+    float up_acc[T];
+    QuantRowDot<kType, T>(static_cast<const uint8_t*>(targets.group.target[1].w) + at.row * row_bytes, k, k_slice, x,
+                          t_count, lane, smem[warp], up_acc);
+    return StoreGated<T>(acc, up_acc, lane, at.row, targets.group, t_count);
+  }
+  StoreSums<T>(acc, lane, at.row, at.target->n, t_count, at.target->bias, at.target->out, partials);
 }
 
 __global__ void ReduceSplits(const float* __restrict__ partials, int splits, int64_t count, int64_t n,
@@ -395,14 +461,51 @@ int Splits(DType type, int64_t n, int64_t k, int64_t* k_slice) {
 }
 
 template <class W, int T>
-void LaunchFloat(dim3 grid, const W* w, int64_t n, int64_t k, int64_t k_slice, const float* x, int t_count,
-                 const float* bias, float* out, float* partials, cudaStream_t stream) {
+void LaunchFloat(dim3 grid, const LaunchTargets& targets, int64_t k, int64_t k_slice, const float* x, int t_count,
+                 float* partials, cudaStream_t stream) {
   constexpr int kPer = FloatUnpack<W>::kPer;
-  const bool aligned = reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  if (aligned && k % kPer == 0 && k_slice % kPer == 0) {
-    GemvFloat<W, T, true><<<grid, kThreads, 0, stream>>>(w, n, k, k_slice, x, t_count, bias, out, partials);
+  bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && k % kPer == 0 && k_slice % kPer == 0;
+  for (int i = 0; i < targets.group.count; ++i) aligned &= reinterpret_cast<uintptr_t>(targets.group.target[i].w) % 16 == 0;
+  if (aligned) {
+    GemvFloat<W, T, true><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
   } else {
-    GemvFloat<W, T, false><<<grid, kThreads, 0, stream>>>(w, n, k, k_slice, x, t_count, bias, out, partials);
+    GemvFloat<W, T, false><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
+  }
+}
+
+// Launches the targets' rows with `splits` K-slices (1 for a group).
+template <int T>
+void LaunchTargetsOf(DType type, const GemvTargets& group, int64_t k, int splits, int64_t k_slice, const float* x,
+                     int t_count, float* partials, cudaStream_t stream) {
+  LaunchTargets targets{};
+  targets.group = group;
+  const int rows_count = group.gated != nullptr ? 1 : static_cast<int>(group.count);  // a gated pair: gate's rows
+  for (int i = 0; i < rows_count; ++i) {
+    targets.first_block[i + 1] = targets.first_block[i] + CeilDiv(group.target[i].n, kWarpsPerBlock);
+  }
+  for (int i = rows_count; i < kMaxGemvTargets; ++i) targets.first_block[i + 1] = targets.first_block[i];
+  if (group.gated != nullptr) targets.group.count = 1;  // every block maps to the gate's rows
+  const dim3 grid(static_cast<unsigned>(targets.first_block[rows_count]), splits);
+  switch (type) {
+    case DType::kF32: return LaunchFloat<float, T>(grid, targets, k, k_slice, x, t_count, partials, stream);
+    case DType::kF16: return LaunchFloat<__half, T>(grid, targets, k, k_slice, x, t_count, partials, stream);
+    case DType::kBF16: return LaunchFloat<__nv_bfloat16, T>(grid, targets, k, k_slice, x, t_count, partials, stream);
+    case DType::kQ8_0:
+      GemvQuant<DType::kQ8_0, T><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
+      return;
+    case DType::kQ4_0:
+      GemvQuant<DType::kQ4_0, T><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
+      return;
+    case DType::kQ5_0:
+      GemvQuant<DType::kQ5_0, T><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
+      return;
+    case DType::kQ4_K:
+      GemvQuant<DType::kQ4_K, T><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
+      return;
+    case DType::kQ6_K:
+      GemvQuant<DType::kQ6_K, T><<<grid, kThreads, 0, stream>>>(targets, k, k_slice, x, t_count, partials);
+      return;
+    default: return;
   }
 }
 
@@ -411,42 +514,20 @@ void LaunchBatch(DType type, const void* w, int64_t n, int64_t k, const float* x
                  const float* bias, float* out, float* partials, cudaStream_t stream) {
   int64_t k_slice = 0;
   const int splits = Splits(type, n, k, &k_slice);
-  const dim3 grid(static_cast<unsigned>(CeilDiv(n, kWarpsPerBlock)), splits);
-  const auto* bytes = static_cast<const uint8_t*>(w);
-  switch (type) {
-    case DType::kF32:
-      LaunchFloat<float, T>(grid, static_cast<const float*>(w), n, k, k_slice, x, t_count, bias, out, partials, stream);
-      break;
-    case DType::kF16:
-      LaunchFloat<__half, T>(grid, static_cast<const __half*>(w), n, k, k_slice, x, t_count, bias, out, partials,
-                             stream);
-      break;
-    case DType::kBF16:
-      LaunchFloat<__nv_bfloat16, T>(grid, static_cast<const __nv_bfloat16*>(w), n, k, k_slice, x, t_count, bias, out,
-                                    partials, stream);
-      break;
-    case DType::kQ8_0:
-      GemvQuant<DType::kQ8_0, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
-      break;
-    case DType::kQ4_0:
-      GemvQuant<DType::kQ4_0, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
-      break;
-    case DType::kQ5_0:
-      GemvQuant<DType::kQ5_0, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
-      break;
-    case DType::kQ4_K:
-      GemvQuant<DType::kQ4_K, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
-      break;
-    case DType::kQ6_K:
-      GemvQuant<DType::kQ6_K, T><<<grid, kThreads, 0, stream>>>(bytes, n, k, k_slice, x, t_count, bias, out, partials);
-      break;
-    default: return;
-  }
+  GemvTargets group{};
+  group.target[0] = GemvTarget{w, splits > 1 ? nullptr : bias, out, n};
+  group.count = 1;
+  LaunchTargetsOf<T>(type, group, k, splits, k_slice, x, t_count, partials, stream);
   if (splits > 1) {
     const int64_t count = static_cast<int64_t>(t_count) * n;
     ReduceSplits<<<static_cast<unsigned>(CeilDiv(count, 256)), 256, 0, stream>>>(partials, splits, count, n, bias,
                                                                                  out);
   }
+}
+
+template <int T>
+void LaunchGroup(DType type, const GemvTargets& group, int64_t k, const float* x, int t_count, cudaStream_t stream) {
+  LaunchTargetsOf<T>(type, group, k, 1, k, x, t_count, nullptr, stream);
 }
 
 // Quantized rows for the prefill GEMM: a thread decodes 4 consecutive weights
@@ -557,6 +638,19 @@ int64_t GemvScratchFloats(int64_t n, int64_t k, int t_count) {
   // Same split for every float type; the quantized granules are at least as large.
   const int splits = std::max(Splits(DType::kF32, n, k, &k_slice), Splits(DType::kQ8_0, n, k, &k_slice));
   return splits > 1 ? splits * t_count * n : 0;
+}
+
+int GemvSplits(DType type, int64_t n, int64_t k) {
+  int64_t k_slice = 0;
+  return Splits(type, n, k, &k_slice);
+}
+
+void LaunchGemvGroup(DType type, const GemvTargets& targets, int64_t k, const float* x, int t_count,
+                     cudaStream_t stream) {
+  if (t_count <= 1) return LaunchGroup<1>(type, targets, k, x, t_count, stream);
+  if (t_count <= 2) return LaunchGroup<2>(type, targets, k, x, t_count, stream);
+  if (t_count <= 4) return LaunchGroup<4>(type, targets, k, x, t_count, stream);
+  return LaunchGroup<8>(type, targets, k, x, t_count, stream);
 }
 
 void LaunchGemv(DType type, const void* w, int64_t n, int64_t k, const float* x, int t_count,

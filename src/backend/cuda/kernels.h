@@ -21,6 +21,28 @@ bool GemvSupports(DType type);
 int64_t GemvScratchFloats(int64_t n, int64_t k, int t_count);
 void LaunchGemv(DType type, const void* w, int64_t n, int64_t k, const float* x, int t_count,
                 const float* bias, float* out, float* partials, cudaStream_t stream);
+// Several products of the same x in one launch (q, k and v; gate and up), each
+// row computed exactly as LaunchGemv computes it alone. Every field is 8 bytes
+// wide, so a value-initialized GemvTargets has no padding (pass recording
+// compares launches byte for byte).
+constexpr int kMaxGemvTargets = 3;
+struct GemvTarget {
+  const void* w;
+  const float* bias;  // may be null
+  float* out;         // [t_count, n]
+  int64_t n;
+};
+struct GemvTargets {
+  GemvTarget target[kMaxGemvTargets];
+  int64_t count;
+  // When set (count 2, the same n): also gated[t, r] = gelu_tanh(out0[t, r]) * out1[t, r],
+  // as LaunchGeluMul computes it.
+  float* gated;
+};
+// The K-slices LaunchGemv cuts this product into; a group takes only products of 1.
+int GemvSplits(DType type, int64_t n, int64_t k);
+void LaunchGemvGroup(DType type, const GemvTargets& targets, int64_t k, const float* x, int t_count,
+                     cudaStream_t stream);
 // Rows [row_begin, row_begin + rows) of w [*, k] dequantized to `out_type` (f32, f16 or bf16),
 // [rows, k] contiguous.
 void LaunchDequantizeRows(DType type, const void* w, int64_t row_begin, int64_t rows, int64_t k,
@@ -46,10 +68,15 @@ void LaunchRope(float* x, const float* positions, int64_t tokens, int64_t heads,
 // Copies `bytes` (a multiple of 16, both pointers 16-byte aligned) with 16-byte
 // loads and stores: the bandwidth probe that matvec speeds are compared with.
 void LaunchCopy(const void* src, void* dst, size_t bytes, cudaStream_t stream);
+// Holds the stream for about `milliseconds` (one spinning thread): profiling.
+void LaunchHold(double milliseconds, cudaStream_t stream);
 
 // ---- norms (norm.cu) ----
 void LaunchRmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out,
                    cudaStream_t stream);
+// sum = a + b (elementwise, [rows, dim]), then out = RmsNorm(sum).
+void LaunchAddRmsNorm(const float* a, const float* b, float* sum, const float* weight, int64_t rows, int64_t dim,
+                      float eps, float* out, cudaStream_t stream);
 void LaunchLayerNorm(const float* x, const float* weight, const float* bias, int64_t rows, int64_t dim,
                      float eps, float* out, cudaStream_t stream);
 
@@ -94,6 +121,40 @@ struct AttentionLaunch {
 bool AttentionSupports(DType cache_type, int64_t head_dim);
 int64_t AttentionScratchFloats(int64_t tokens, int64_t heads, int64_t head_dim, int64_t max_keys);
 void LaunchAttention(const AttentionLaunch& args, cudaStream_t stream);
+// Prefill of long sequences through GEMMs (the backend runs them with cuBLASLt
+// between these kernels): K and V of keys [key_lo, key_lo + keys) gathered
+// from the cache per KV head, the heads' query rows packed per KV head, a
+// masked softmax over the scores, and the outputs scattered back. Rows of a
+// KV head are (row, head in its group) pairs; keys_padded (a multiple of 8)
+// pads the leading dimensions, the padding keys being zero and invisible.
+struct GemmAttentionPlan {
+  const float* q;  // [tokens, heads, head_dim]
+  float* out;
+  const void* k_cache;
+  const void* v_cache;
+  DType cache_type;
+  int64_t block_size;
+  const int32_t* block_table;  // device
+  int64_t heads, kv_heads, head_dim;
+  int64_t key_lo, keys, keys_padded;
+  int64_t first_row;    // of q/out: these rows are [first_row, first_row + rows)
+  int64_t rows;
+  int64_t first_index;  // position of the first row
+  int64_t prefix_end, window;
+  float scale, softcap;
+  DType gemm_type;  // f32 or bf16
+  void* kc;         // [kv_heads, keys_padded, head_dim] of gemm_type
+  void* vc;         // same
+  void* qp;         // [kv_heads, rows * group, head_dim] of gemm_type
+  float* scores;    // [kv_heads, rows * group, keys_padded]
+  void* probs;      // same shape, gemm_type (may alias scores for f32)
+  float* outputs;   // [kv_heads, rows * group, head_dim]
+};
+void LaunchGatherKv(const GemmAttentionPlan& plan, cudaStream_t stream);
+void LaunchPackQueries(const GemmAttentionPlan& plan, cudaStream_t stream);
+void LaunchMaskedSoftmax(const GemmAttentionPlan& plan, cudaStream_t stream);
+void LaunchScatterOutputs(const GemmAttentionPlan& plan, cudaStream_t stream);
+
 // Row t of k, v [tokens, kv_dim] f32 into slot slots[t] of caches [slots, kv_dim] of cache_type.
 void LaunchWriteKv(const float* k, const float* v, const int64_t* slots, int64_t tokens, int64_t kv_dim,
                    DType cache_type, void* k_cache, void* v_cache, cudaStream_t stream);

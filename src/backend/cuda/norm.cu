@@ -34,6 +34,21 @@ __global__ void RmsNormKernel(const float* x, const float* weight, int64_t dim, 
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) dst[i] = in[i] * inv * weight[i];
 }
 
+// sum = a + b, then out = RmsNorm(sum): the residual add and the next norm in
+// one pass, each value as the two kernels compute it apart.
+__global__ void AddRmsNormKernel(const float* a, const float* b, float* sum, const float* weight, int64_t dim,
+                                 float eps, float* out) {
+  const int64_t base = blockIdx.x * dim;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < dim; i += kThreads) {
+    const float v = a[base + i] + b[base + i];
+    sum[base + i] = v;
+    ss += v * v;
+  }
+  const float inv = rsqrtf(BlockSum(ss) / dim + eps);
+  for (int64_t i = threadIdx.x; i < dim; i += kThreads) out[base + i] = sum[base + i] * inv * weight[i];
+}
+
 __global__ void LayerNormKernel(const float* x, const float* weight, const float* bias, int64_t dim, float eps,
                                 float* out) {
   const float* in = x + blockIdx.x * dim;
@@ -53,6 +68,12 @@ void LaunchRmsNorm(const float* x, const float* weight, int64_t rows, int64_t di
                    cudaStream_t stream) {
   if (rows == 0) return;
   RmsNormKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, weight, dim, eps, out);
+}
+
+void LaunchAddRmsNorm(const float* a, const float* b, float* sum, const float* weight, int64_t rows, int64_t dim,
+                      float eps, float* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  AddRmsNormKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(a, b, sum, weight, dim, eps, out);
 }
 
 void LaunchLayerNorm(const float* x, const float* weight, const float* bias, int64_t rows, int64_t dim, float eps,
