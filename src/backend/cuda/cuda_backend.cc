@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -181,7 +182,7 @@ struct CudaBackend::State {
   // vector products of one x (q, k, v; gate and up, with the GeluMul after them)
   // become one launch, and a residual Add becomes one launch with the RmsNorm of
   // its sum. Each value is computed as the separate kernels compute it.
-  enum class Held { kNone, kGemv, kAdd };
+  enum class Held { kNone, kGemv, kAdd, kRope };
   Held held = Held::kNone;
   struct HeldGemv {
     DType type;
@@ -196,15 +197,32 @@ struct CudaBackend::State {
     float* out;
     int64_t count;
   } held_add{};
+  // RoPE of q, then of k with the same positions: one launch with the WriteKv of k.
+  struct HeldRope {
+    float* x[2];
+    int64_t heads[2];
+    int count;
+    const float* positions;  // staged
+    std::span<const float> host_positions;
+    int64_t tokens, head_dim;
+    int rotary_dim;
+    float theta, position_scale;
+  } held_rope{};
   cuda::LaunchLog launches, previous;
   std::vector<Graph> graphs;  // most recently used first
   int64_t replays = 0, captures = 0, launched_passes = 0;  // GEMMARUN_CUDA_GRAPH_STATS prints them at exit
+  // Host time between Synchronize calls, and time spent waiting in them.
+  double host_seconds = 0, wait_seconds = 0;
+  std::chrono::steady_clock::time_point since_sync = std::chrono::steady_clock::now();
 
   ~State() {
     if (const char* stats = std::getenv("GEMMARUN_CUDA_GRAPH_STATS"); stats != nullptr && *stats == '1') {
-      std::fprintf(stderr, "cuda graphs: %lld passes replayed, %lld captured, %lld recorded passes launched op by op\n",
+      const double passes = std::max<int64_t>(1, replays + captures + launched_passes);
+      std::fprintf(stderr,
+                   "cuda graphs: %lld passes replayed, %lld captured, %lld recorded passes launched op by op; "
+                   "per pass %.0f us on the host between synchronizations, %.0f us waiting for the GPU\n",
                    static_cast<long long>(replays), static_cast<long long>(captures),
-                   static_cast<long long>(launched_passes));
+                   static_cast<long long>(launched_passes), 1e6 * host_seconds / passes, 1e6 * wait_seconds / passes);
     }
     for (Graph& g : graphs) cudaGraphExecDestroy(g.exec);
     profile.reset();
@@ -272,6 +290,12 @@ void CudaBackend::ReleaseHeld() {
   } else if (held == State::Held::kAdd) {
     const State::HeldAdd& a = s.held_add;
     s.launches.Add(&cuda::LaunchAdd, a.a, a.b, a.out, a.count);
+  } else if (held == State::Held::kRope) {
+    const State::HeldRope& r = s.held_rope;
+    for (int i = 0; i < r.count; ++i) {
+      s.launches.Add(&cuda::LaunchRope, r.x[i], r.positions, r.tokens, r.heads[i], r.head_dim, r.rotary_dim, r.theta,
+                     r.position_scale);
+    }
   }
 }
 
@@ -400,10 +424,14 @@ Status CudaBackend::Download(void* host_dst, const void* device_src, size_t byte
 }
 
 Status CudaBackend::Synchronize() {
+  const auto start = std::chrono::steady_clock::now();
+  state_->host_seconds += std::chrono::duration<double>(start - state_->since_sync).count();
   RunRecordedPass();
   if (cudaError_t e = cudaStreamSynchronize(state_->stream); e != cudaSuccess && state_->error.ok()) {
     state_->error = CudaError("stream", e);
   }
+  state_->since_sync = std::chrono::steady_clock::now();
+  state_->wait_seconds += std::chrono::duration<double>(state_->since_sync - start).count();
   state_->staged.Reset();  // the stream is drained: no staged copy is in flight
   if (state_->profile) state_->profile->EndPass();
   state_->recording = state_->graphs_enabled;  // the next pass
@@ -560,8 +588,26 @@ void CudaBackend::LayerNorm(const TensorView& x, const TensorView& weight, const
 
 void CudaBackend::Rope(const TensorView& x, std::span<const float> positions, int rotary_dim, float theta,
                        float position_scale) {
+  State& s = *state_;
+  State::HeldRope& held = s.held_rope;
+  if (s.recording && s.held == State::Held::kRope && held.count == 1 && held.tokens == x.shape[0] &&
+      held.head_dim == x.shape[2] && held.rotary_dim == rotary_dim && held.theta == theta &&
+      held.position_scale == position_scale && held.host_positions.data() == positions.data() &&
+      held.host_positions.size() == positions.size()) {
+    held.x[1] = x.f32();
+    held.heads[1] = x.shape[1];
+    held.count = 2;
+    return CheckLaunch("rope");
+  }
   const auto* device_positions = static_cast<const float*>(StageToDevice(positions.data(), positions.size_bytes()));
   if (device_positions == nullptr) return;
+  if (s.recording) {
+    ReleaseHeld();
+    held = State::HeldRope{{x.f32(), nullptr}, {x.shape[1], 0}, 1, device_positions, positions, x.shape[0],
+                           x.shape[2], rotary_dim, theta, position_scale};
+    s.held = State::Held::kRope;
+    return CheckLaunch("rope");
+  }
   Enqueue(&cuda::LaunchRope, x.f32(), device_positions, x.shape[0], x.shape[1], x.shape[2], rotary_dim, theta,
           position_scale);
   CheckLaunch("rope");
@@ -751,6 +797,30 @@ void CudaBackend::WriteKv(const TensorView& k, const TensorView& v, std::span<co
   }
   const auto* device_slots = static_cast<const int64_t*>(StageToDevice(slots.data(), slots.size_bytes()));
   if (device_slots == nullptr) return;
+  State& s = *state_;
+  const State::HeldRope& r = s.held_rope;
+  if (s.recording && s.held == State::Held::kRope && r.count == 2 && r.x[1] == k.f32() && r.x[0] != r.x[1] &&
+      r.tokens == k.shape.rows() && r.heads[1] * r.head_dim == k.shape.cols() && cache.k.shape[2] == r.head_dim) {
+    s.held = State::Held::kNone;
+    cuda::RopeWriteKv fused{};
+    fused.q = r.x[0];
+    fused.k = r.x[1];
+    fused.v = v.f32();
+    fused.positions = r.positions;
+    fused.slots = device_slots;
+    fused.k_cache = cache.k.data;
+    fused.v_cache = cache.v.data;
+    fused.tokens = r.tokens;
+    fused.q_heads = r.heads[0];
+    fused.kv_heads = r.heads[1];
+    fused.head_dim = r.head_dim;
+    fused.rotary_dim = r.rotary_dim;
+    fused.theta = r.theta;
+    fused.position_scale = r.position_scale;
+    fused.cache_type = static_cast<int64_t>(cache.k.dtype);
+    s.launches.Add(&cuda::LaunchRopeWriteKv, fused);
+    return CheckLaunch("rope q, k + write_kv");
+  }
   Enqueue(&cuda::LaunchWriteKv, k.f32(), v.f32(), device_slots, k.shape.rows(), k.shape.cols(), cache.k.dtype,
           cache.k.data, cache.v.data);
   CheckLaunch("write_kv");

@@ -65,6 +65,23 @@ void LaunchSoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 void LaunchRope(float* x, const float* positions, int64_t tokens, int64_t heads, int64_t head_dim,
                 int rotary_dim, float theta, float position_scale, cudaStream_t stream);
 
+// LaunchRope on q and on k (the same positions), then LaunchWriteKv of k and v,
+// in one launch. Every field is 8 bytes wide (no padding: see GemvTargets).
+struct RopeWriteKv {
+  float* q;  // [tokens, q_heads, head_dim]
+  float* k;  // [tokens, kv_heads, head_dim]
+  const float* v;
+  const float* positions;
+  const int64_t* slots;
+  void* k_cache;
+  void* v_cache;
+  int64_t tokens, q_heads, kv_heads, head_dim;
+  int64_t rotary_dim;
+  double theta, position_scale;
+  int64_t cache_type;  // a DType: f32, f16 or bf16
+};
+void LaunchRopeWriteKv(const RopeWriteKv& args, cudaStream_t stream);
+
 // Copies `bytes` (a multiple of 16, both pointers 16-byte aligned) with 16-byte
 // loads and stores: the bandwidth probe that matvec speeds are compared with.
 void LaunchCopy(const void* src, void* dst, size_t bytes, cudaStream_t stream);
