@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{gguf,safetensors,config,tokenizer_json,tokenizer_model,gguf_vocab,image,chat_template}
+mkdir -p "$out"/{gguf,safetensors,config,tokenizer_json,tokenizer_model,gguf_vocab,image,chat_template,request}
 corrupt=tests/data/corrupt
 
 cp tests/data/gguf/{hand_valid,metadata,empty_array,types_q8_0,types_q4_k,types_q6_k}.gguf "$out/gguf/"
@@ -66,4 +66,9 @@ for i, msgs in enumerate([[(0, "Hi"), (1, "Hello!"), (0, "  How are you?\n")],
 PY
 # The image fuzzer reads two size bytes before the image.
 for f in "$out"/image/*; do { printf '\x20\x18'; cat "$f"; } >"$f.tmp" && mv "$f.tmp" "$f"; done
+# Request bodies of both endpoints: every sampling field, stop strings, logprobs, streaming, an image part, ids.
+printf '%s' '{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"}],"max_tokens":8,"temperature":0.7,"top_p":0.9,"stop":["\n"],"n":2,"seed":3,"logprobs":true,"top_logprobs":2,"stream":true,"stream_options":{"include_usage":true}}' >"$out/request/chat"
+printf '%s' '{"prompt":"Once upon a time","max_tokens":4,"temperature":0,"suffix":"end","echo":false,"logprobs":1,"frequency_penalty":0.5,"presence_penalty":-0.5}' >"$out/request/completion"
+printf '%s' '{"messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}}]}],"min_p":0.1,"top_k":40,"repeat_penalty":1.1}' >"$out/request/image"
+printf '%s' '{"prompt":[2,651,6037],"max_completion_tokens":3,"n":8}' >"$out/request/ids"
 du -sh "$out"

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
-all=(gguf safetensors config tokenizer_json tokenizer_model gguf_vocab image chat_template)
+all=(gguf safetensors config tokenizer_json tokenizer_model gguf_vocab image chat_template request)
 fuzzers=("${@:-${all[@]}}")
 [[ $# -gt 0 ]] || fuzzers=("${all[@]}")
 
