@@ -515,7 +515,7 @@ void CudaBackend::HoldGemv(const TensorView& x, const TensorView& w, const Tenso
 // multiply 16-bit activations when precision is kBF16, else f32 tiles), and
 // quantized weights are dequantized tile by tile into the GEMM's input type.
 void CudaBackend::GemmMatMul(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& out) {
-  StopRecording();  // cuBLASLt picks its algorithm per call: launched as it comes
+  StopRecording();  // cuBLASLt calls are not recorded: the rest of the pass is launched as it comes
   const int64_t t = x.shape.rows(), k = x.shape.cols(), n = w.shape.rows();
   if (w.dtype == DType::kI32) {
     if (state_->error.ok()) state_->error = Unsupported("cuda: matmul with i32 weights");
